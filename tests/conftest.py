@@ -1,0 +1,28 @@
+"""Shared fixtures: small network settings for fast CPU tests and the location of the real test images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("XLSTM_MONAI_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+# a network small enough to run in milliseconds on CPU, with every architectural feature of the default
+TINY = {"embed_dim": 48, "depth": 2, "num_heads": 2}
+
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def shared_data(name: str) -> Path:
+    """Path of a real dataset under ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"real data {path} is absent (set XLSTM_MONAI_DATA to the shared data folder)")
+    return path

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import TINY
+from xlstm_monai.networks import XLSTMClassifier, XLSTMEncoder, XLSTMUNet, load_pretrained_encoder
+
+
+def _pretrained(path, **overrides):
+    torch.manual_seed(1)
+    encoder = XLSTMEncoder(img_size=32, num_cls_tokens=1, mask_token=True, **{**TINY, **overrides})
+    torch.save({"state_dict": encoder.state_dict(), "hyper_parameters": {"embed_dim": 48}}, path)
+    return encoder
+
+
+def test_encoder_loads_into_unet_with_zero_missing_keys(tmp_path):
+    encoder = _pretrained(tmp_path / "encoder.pt")
+    net = XLSTMUNet(1, 3, img_size=32, feature_size=4, **TINY)
+    report = load_pretrained_encoder(net, tmp_path / "encoder.pt")
+    assert report.missing == [] and report.mismatched == []
+    assert len(report.loaded) == len(net.encoder.state_dict())
+    # the UNet has no class or mask token: reported, not silently dropped
+    assert report.unexpected == ["cls_token", "mask_token"]
+    for key, value in net.encoder.state_dict().items():
+        torch.testing.assert_close(value, encoder.state_dict()[key])
+
+
+def test_encoder_loads_into_classifier_with_zero_missing_keys(tmp_path):
+    encoder = _pretrained(tmp_path / "encoder.pt")
+    net = XLSTMClassifier(1, 2, img_size=32, **TINY)
+    report = load_pretrained_encoder(net, tmp_path / "encoder.pt")
+    assert report.missing == [] and report.unexpected == ["mask_token"]
+    torch.testing.assert_close(net.encoder.cls_token, encoder.cls_token)
+
+
+def test_ssl_checkpoint_keys_are_mapped_and_heads_dropped():
+    torch.manual_seed(0)
+    teacher = XLSTMEncoder(img_size=32, **TINY)
+    state = {f"teacher.encoder.{k}": v for k, v in teacher.state_dict().items()}
+    state.update({f"student.encoder.{k}": torch.zeros_like(v) for k, v in teacher.state_dict().items()})
+    state["teacher.head.mlp.0.weight"] = torch.zeros(4, 4)
+    state["center"] = torch.zeros(1, 8)
+    net = XLSTMClassifier(1, 2, img_size=32, **TINY)
+    report = load_pretrained_encoder(net, state)
+    assert report.missing == [] and report.unexpected == []
+    torch.testing.assert_close(net.encoder.blocks[0].mlstm_layer.q.weight, teacher.blocks[0].mlstm_layer.q.weight)
+
+
+def test_position_embedding_is_resized(tmp_path):
+    _pretrained(tmp_path / "encoder.pt")
+    net = XLSTMUNet(1, 3, img_size=64, feature_size=4, **TINY)
+    report = load_pretrained_encoder(net, tmp_path / "encoder.pt")
+    assert report.missing == [] and report.resized == ["pos_embed (4, 4, 4) -> (8, 8, 8)"]
+
+
+def test_wrong_architecture_fails_loudly(tmp_path):
+    _pretrained(tmp_path / "encoder.pt", depth=1)
+    net = XLSTMUNet(1, 3, img_size=32, feature_size=4, **TINY)
+    with pytest.raises(ValueError, match="missing"):
+        load_pretrained_encoder(net, tmp_path / "encoder.pt")
+    report = load_pretrained_encoder(net, tmp_path / "encoder.pt", strict=False)
+    assert report.missing and all(k.startswith("blocks.1.") for k in report.missing)
+
+
+def test_missing_file_and_foreign_checkpoint(tmp_path):
+    net = XLSTMUNet(1, 3, img_size=32, feature_size=4, **TINY)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_pretrained_encoder(net, tmp_path / "nope.pt")
+    with pytest.raises(ValueError, match="no XLSTMEncoder weights"):
+        load_pretrained_encoder(net, {"conv.weight": torch.zeros(1)})

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import TINY
+from xlstm_monai.networks import XLSTMUNet
+
+
+@pytest.mark.parametrize(
+    "kwargs, spatial",
+    [
+        ({"patch_size": 8}, (32, 32, 32)),
+        ({"patch_size": 8}, (64, 80, 48)),
+        ({"patch_size": 4}, (16, 24, 20)),
+        ({"patch_size": 16}, (32, 48, 32)),
+    ],
+)
+def test_output_shapes(kwargs, spatial):
+    net = XLSTMUNet(in_channels=2, out_channels=5, img_size=32, feature_size=4, **TINY, **kwargs).eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, 2, *spatial))
+    assert out.shape == (2, 5, *spatial)
+
+
+def test_default_network_shape_and_size():
+    """The default is in the tens of millions of parameters and handles a non-cubic input."""
+    net = XLSTMUNet(in_channels=1, out_channels=8).eval()
+    assert 20e6 < sum(p.numel() for p in net.parameters()) < 80e6
+    with torch.no_grad():
+        assert net(torch.randn(1, 1, 64, 80, 48)).shape == (1, 8, 64, 80, 48)
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [((1, 1, 36, 32, 32), "not a multiple of the patch size"), ((1, 2, 32, 32, 32), "expected 1 input channel")],
+)
+def test_bad_input_raises(shape, message):
+    net = XLSTMUNet(1, 3, img_size=32, feature_size=4, **TINY)
+    with pytest.raises(ValueError, match=message):
+        net(torch.randn(*shape))
+
+
+@pytest.mark.parametrize("patch_size", [6, 2, (8, 8, 4)])
+def test_bad_patch_size_raises(patch_size):
+    with pytest.raises(ValueError, match="patch_size"):
+        XLSTMUNet(1, 3, img_size=48, patch_size=patch_size, **TINY)
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    net = XLSTMUNet(1, 3, img_size=32, feature_size=4, **TINY)
+    net(torch.randn(2, 1, 32, 32, 32)).square().mean().backward()
+    no_grad = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert no_grad == []
+
+
+def test_fixed_seed_gives_identical_output():
+    x = torch.randn(1, 1, 32, 32, 32)
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        net = XLSTMUNet(1, 3, img_size=32, feature_size=4, **TINY).eval()
+        with torch.no_grad():
+            outs.append(net(x))
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+
+
+def test_trace_at_fixed_roi_matches_eager():
+    """torch.jit.script cannot compile xlstm's layers; a trace at the sliding-window ROI is exact there."""
+    torch.manual_seed(0)
+    net = XLSTMUNet(1, 3, img_size=32, feature_size=4, **TINY).eval()
+    x = torch.randn(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        traced = torch.jit.trace(net, x, check_trace=False)
+        torch.testing.assert_close(traced(x), net(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA for the Triton kernels")
+def test_triton_network_matches_cpu_network():
+    torch.manual_seed(0)
+    net = XLSTMUNet(1, 3, img_size=64, feature_size=8, embed_dim=96, depth=4, num_heads=2).eval()
+    x = torch.randn(1, 1, 64, 64, 64)
+    with torch.no_grad():
+        ref = net(x)
+        net.cuda()
+        out_fp32 = net(x.cuda()).cpu()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out_bf16 = net(x.cuda()).float().cpu()
+    torch.testing.assert_close(out_fp32, ref, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(out_bf16, ref, rtol=0.1, atol=0.1)

@@ -1,0 +1,146 @@
+# Copyright (c) xlstm-monai contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Loading a pretrained :class:`XLSTMEncoder` into the networks that contain one, with a report of what loaded."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from monai.networks.utils import copy_model_state
+from torch import nn
+
+from .xlstm_encoder import XLSTMEncoder, filter_xlstm_ssl
+
+__all__ = ["EncoderLoadReport", "find_encoder", "load_pretrained_encoder", "read_encoder_state"]
+
+logger = logging.getLogger(__name__)
+
+# keys under which checkpoints written by ignite's CheckpointSaver or by export scripts keep the weights
+_STATE_KEYS = ("encoder", "teacher", "state_dict", "model", "network")
+
+
+@dataclass
+class EncoderLoadReport:
+    """What :func:`load_pretrained_encoder` did, key by key."""
+
+    source: str
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # encoder weights the checkpoint lacks: left as initialised
+    unexpected: list[str] = field(default_factory=list)  # checkpoint encoder weights this network has no use for
+    mismatched: list[str] = field(default_factory=list)  # same key, different shape: not loaded
+    resized: list[str] = field(default_factory=list)  # position embeddings resized to this network's grid
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.loaded) and not self.missing and not self.mismatched
+
+    def summary(self) -> str:
+        lines = [f"pretrained encoder {self.source}: loaded {len(self.loaded)} tensors, missing {len(self.missing)}"]
+        for title, keys in (
+            ("missing (left as initialised)", self.missing),
+            ("shape mismatch (not loaded)", self.mismatched),
+            ("unexpected (not used by this network)", self.unexpected),
+            ("resized", self.resized),
+        ):
+            if keys:
+                lines.append(f"  {title}: {', '.join(keys)}")
+        return "\n".join(lines)
+
+
+def find_encoder(network: nn.Module) -> XLSTMEncoder:
+    """The :class:`XLSTMEncoder` of a network (itself, ``.encoder``, or inside a DDP/DataParallel wrapper)."""
+    module = getattr(network, "module", network)
+    if isinstance(module, XLSTMEncoder):
+        return module
+    encoder = getattr(module, "encoder", None)
+    if isinstance(encoder, XLSTMEncoder):
+        return encoder
+    raise TypeError(f"{type(module).__name__} has no XLSTMEncoder (as itself or as .encoder).")
+
+
+def read_encoder_state(checkpoint: str | os.PathLike | Mapping) -> dict[str, torch.Tensor]:
+    """Encoder weights, keyed as in :class:`XLSTMEncoder`, from a checkpoint file or an in-memory state dict."""
+    if isinstance(checkpoint, Mapping):
+        state = checkpoint
+    else:
+        if not os.path.isfile(checkpoint):
+            raise FileNotFoundError(f"pretrained encoder checkpoint not found: {checkpoint}")
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    for key in _STATE_KEYS:  # unwrap {"state_dict": {...}}-style containers
+        if isinstance(state.get(key), Mapping) and not isinstance(state.get(key), torch.Tensor):
+            state = state[key]
+            break
+    encoder_state: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        mapped = filter_xlstm_ssl(key, value)
+        if mapped is not None:
+            encoder_state[mapped[0]] = mapped[1]
+    if not encoder_state:
+        raise ValueError(f"no XLSTMEncoder weights found in {checkpoint if not isinstance(checkpoint, Mapping) else 'the given state dict'}.")
+    return encoder_state
+
+
+def _resize_position_embedding(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(1, C, *grid) embedding resized to the target grid, as the encoder does for inputs of another size."""
+    mode = "trilinear" if value.ndim == 5 else "bilinear"
+    return F.interpolate(value.float(), size=tuple(target.shape[2:]), mode=mode, align_corners=False).to(target.dtype)
+
+
+def load_pretrained_encoder(
+    network: nn.Module, checkpoint: str | os.PathLike | Mapping, strict: bool = True
+) -> EncoderLoadReport:
+    """
+    Load pretrained encoder weights (a ``pretrain_ssl`` export, a full SSL checkpoint, or another network's
+    checkpoint that contains an :class:`XLSTMEncoder`) into ``network``'s encoder and report what loaded.
+
+    A position embedding laid out on another grid is resized. Class and mask tokens that the target has no
+    place for are reported as unexpected, not silently dropped.
+
+    Args:
+        network: an :class:`XLSTMEncoder`, or a network with one as ``.encoder`` (``XLSTMUNet``,
+            ``XLSTMClassifier``), possibly wrapped in DDP.
+        checkpoint: path of a ``.pt`` file or a state dict.
+        strict: raise a ValueError naming the keys when any encoder weight is missing or has another shape
+            (a checkpoint of a different architecture). Defaults to True.
+    """
+    encoder = find_encoder(network)
+    source = str(checkpoint) if not isinstance(checkpoint, Mapping) else "<state dict>"
+    state = read_encoder_state(checkpoint)
+    target = encoder.state_dict()
+    report = EncoderLoadReport(source=source)
+    if "pos_embed" in state and "pos_embed" in target:
+        pos, pos_target = state["pos_embed"], target["pos_embed"]
+        if pos.shape != pos_target.shape and pos.shape[:2] == pos_target.shape[:2] and pos.ndim == pos_target.ndim:
+            state["pos_embed"] = _resize_position_embedding(pos, pos_target)
+            report.resized.append(f"pos_embed {tuple(pos.shape[2:])} -> {tuple(pos_target.shape[2:])}")
+    report.unexpected = sorted(k for k in state if k not in target)
+    report.mismatched = sorted(
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in target.items() if k in state and state[k].shape != v.shape
+    )
+    _, updated, unchanged = copy_model_state(encoder, state, inplace=True)
+    report.loaded = list(updated)
+    mismatched_keys = {entry.split(" ", 1)[0] for entry in report.mismatched}
+    report.missing = [k for k in unchanged if k not in mismatched_keys]
+    logger.info(report.summary())
+    if strict and not report.ok:
+        raise ValueError(
+            f"{report.summary()}\nThe checkpoint does not match this network's encoder "
+            "(check embed_dim, depth, num_heads, patch_size and in_channels against the pretraining config)."
+        )
+    return report

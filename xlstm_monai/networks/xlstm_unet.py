@@ -1,0 +1,183 @@
+# Copyright (c) xlstm-monai contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+from monai.networks.blocks import UnetOutBlock, UnetrBasicBlock, UnetrPrUpBlock, UnetrUpBlock
+from monai.utils import ensure_tuple_rep
+from torch import nn
+
+from .xlstm_encoder import XLSTMEncoder
+
+__all__ = ["XLSTMUNet", "XlstmUNet"]
+
+
+class XLSTMUNet(nn.Module):
+    """
+    Beck et al., "xLSTM: Extended Long Short-Term Memory", NeurIPS 2024, https://arxiv.org/abs/2405.04517.
+    Alkin et al., "Vision-LSTM: xLSTM as Generic Vision Backbone", ICLR 2025, https://arxiv.org/abs/2406.04303.
+    Hatamizadeh et al., "UNETR: Transformers for 3D Medical Image Segmentation", WACV 2022,
+    https://arxiv.org/abs/2103.10504.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        img_size: Sequence[int] | int = 96,
+        feature_size: int = 16,
+        embed_dim: int = 384,
+        depth: int = 12,
+        num_heads: int = 6,
+        patch_size: int = 8,
+        norm_name: tuple | str = "instance",
+        res_block: bool = True,
+        dropout_rate: float = 0.0,
+        dropout_path_rate: float = 0.0,
+        mlstm_kernel: str | Mapping[str, str] = "auto",
+        kernel_dtype: str = "bfloat16",
+        chunk_size: int = 64,
+        use_checkpoint: bool = False,
+        spatial_dims: int = 3,
+    ) -> None:
+        """
+        The encoder is an :class:`XLSTMEncoder` (no class or mask token) stored under ``encoder.``, so a
+        pretrained encoder checkpoint loads into it key for key. The decoder is UNETR's: the encoder's
+        intermediate token maps are upsampled into skip connections, summed with a light convolutional path from
+        the input that keeps fine detail, and merged from the bottleneck upwards to ``out_channels`` logits at
+        input resolution.
+
+        Args:
+            in_channels: dimension of input channels.
+            out_channels: dimension of output channels (logits).
+            img_size: reference input size of the encoder's position embedding; inputs of other sizes that the
+                patch grid tiles are accepted. Defaults to 96.
+            feature_size: channels of the full-resolution decoder stage, doubled at each coarser stage. Defaults to 16.
+            embed_dim: token dimension of the encoder. Defaults to 384.
+            depth: number of mLSTM blocks. Defaults to 12.
+            num_heads: number of mLSTM heads. Defaults to 6.
+            patch_size: isotropic patch size, a power of two >= 4; the decoder has log2(patch_size) stages.
+                Defaults to 8.
+            norm_name: feature normalization type and arguments of the decoder. Defaults to "instance".
+            res_block: use residual convolution blocks in the decoder. Defaults to True.
+            dropout_rate: dropout after the position embedding. Defaults to 0.0.
+            dropout_path_rate: stochastic depth rate of the encoder. Defaults to 0.0.
+            mlstm_kernel: mLSTM kernel choice, see :class:`XLSTMEncoder`. Defaults to "auto".
+            kernel_dtype: compute dtype of the mLSTM kernel under autocast. Defaults to "bfloat16".
+            chunk_size: chunk length of the chunkwise kernels. Defaults to 64.
+            use_checkpoint: gradient checkpointing in the encoder. Defaults to False.
+            spatial_dims: number of spatial dims. Defaults to 3.
+
+        Examples::
+
+            # for single channel input 4-channel output with 96^3 training crops
+            >>> net = XLSTMUNet(in_channels=1, out_channels=4, img_size=96)
+
+            # for 4-channel input 3-channel output with 128^3 crops and 16^3 patches
+            >>> net = XLSTMUNet(in_channels=4, out_channels=3, img_size=128, patch_size=16)
+
+            # for a small, fast model on 64^3 crops
+            >>> net = XLSTMUNet(1, 8, img_size=64, feature_size=8, embed_dim=96, depth=4, num_heads=2)
+        """
+        super().__init__()
+        if isinstance(patch_size, Sequence):
+            if len(set(patch_size)) != 1:
+                raise ValueError(f"XLSTMUNet needs an isotropic patch_size, got {tuple(patch_size)}.")
+            patch_size = patch_size[0]
+        num_stages = int(round(math.log2(patch_size))) if patch_size > 0 else 0
+        if num_stages < 2 or 2**num_stages != patch_size:
+            raise ValueError(f"patch_size should be a power of two >= 4, got {patch_size}.")
+        if feature_size < 1:
+            raise ValueError(f"feature_size should be positive, got {feature_size}.")
+        self.in_channels = in_channels
+        self.patch_size = ensure_tuple_rep(patch_size, spatial_dims)
+        # one token map per skip stage between full resolution and the bottleneck, shallow maps to fine stages
+        skip_blocks = [max(math.ceil(depth * (s + 1) / num_stages) - 1, 0) for s in range(num_stages - 1)]
+        out_indices = sorted(set(skip_blocks))
+        self.encoder = XLSTMEncoder(
+            in_channels=in_channels,
+            img_size=img_size,
+            patch_size=patch_size,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            num_cls_tokens=0,
+            mask_token=False,
+            out_indices=out_indices,
+            dropout_rate=dropout_rate,
+            dropout_path_rate=dropout_path_rate,
+            mlstm_kernel=mlstm_kernel,
+            kernel_dtype=kernel_dtype,
+            chunk_size=chunk_size,
+            use_checkpoint=use_checkpoint,
+            spatial_dims=spatial_dims,
+        )
+        self.skip_sources = [out_indices.index(b) for b in skip_blocks]  # hidden state feeding each skip stage
+        channels = [feature_size * 2**s for s in range(num_stages + 1)]  # stage s at 1 / 2**s resolution
+
+        def conv_block(cin: int, cout: int, stride: int) -> UnetrBasicBlock:
+            return UnetrBasicBlock(spatial_dims, cin, cout, 3, stride, norm_name=norm_name, res_block=res_block)
+
+        self.conv_path = nn.ModuleList(
+            [conv_block(in_channels, channels[0], 1)]
+            + [conv_block(channels[s - 1], channels[s], 2) for s in range(1, num_stages)]
+        )
+        self.token_skips = nn.ModuleList(
+            [
+                UnetrPrUpBlock(
+                    spatial_dims,
+                    embed_dim,
+                    channels[s],
+                    num_layer=num_stages - s - 1,
+                    kernel_size=3,
+                    stride=1,
+                    upsample_kernel_size=2,
+                    norm_name=norm_name,
+                    conv_block=True,
+                    res_block=res_block,
+                )
+                for s in range(1, num_stages)
+            ]
+        )
+        self.bottleneck = conv_block(embed_dim, channels[num_stages], 1)
+        self.decoders = nn.ModuleList(
+            [
+                UnetrUpBlock(spatial_dims, channels[s + 1], channels[s], 3, 2, norm_name=norm_name, res_block=res_block)
+                for s in range(num_stages)
+            ]
+        )
+        self.out = UnetOutBlock(spatial_dims, channels[0], out_channels)
+
+    def forward(self, x_in: torch.Tensor) -> torch.Tensor:
+        encoded = self.encoder(x_in)
+        grid = [s // p for s, p in zip(x_in.shape[2:], self.patch_size)]
+        batch = x_in.shape[0]
+        bottom = encoded.tokens.transpose(1, 2).reshape(batch, -1, *grid)  # (B, C, *grid)
+        skips = []
+        feature = x_in
+        for stage, conv in enumerate(self.conv_path):
+            feature = conv(feature)  # (B, channels[stage], *spatial / 2**stage)
+            if stage > 0:
+                feature_from_tokens = self.token_skips[stage - 1](encoded.hidden_states[self.skip_sources[stage - 1]])
+                skips.append(feature + feature_from_tokens)
+            else:
+                skips.append(feature)
+        out = self.bottleneck(bottom)  # (B, channels[-1], *grid)
+        for stage in reversed(range(len(self.decoders))):
+            out = self.decoders[stage](out, skips[stage])  # (B, channels[stage], *spatial / 2**stage)
+        return self.out(out)
+
+
+XlstmUNet = XLSTMUNet
