@@ -1,9 +1,10 @@
 """
 The ``xlstm-monai`` command: the project's own tools beside ``python -m monai.bundle``.
 
-    xlstm-monai demo                          # generate phantoms, train briefly, report
+    xlstm-monai demo                          # phantoms -> train heart_seg_ct -> evaluate -> infer
     xlstm-monai bench networks                # speed / memory against MONAI's networks
     xlstm-monai datalist --source DIR --output FILE [--num_folds 5 --label_fraction 0.1 ...]
+    xlstm-monai phantoms heart --out_dir DIR [--modality mr]
 
 Imports are deferred to each command so that ``--help`` answers at once.
 """
@@ -35,18 +36,50 @@ class Bench:
         benchmark_networks(device, _ints(train_sizes), _ints(infer_sizes), batch_size, _strs(networks), warmup,
                            repeats, output)
 
+    def sunnybrook(self, data_dir: str | None = None, epochs: int = 100, small: bool = True,
+                   output: str = "runs/bench_sunnybrook.json") -> None:
+        """Leave-one-out LV blood pool / myocardium Dice of heart_seg_mri on the four Sunnybrook MRI cases."""
+        from xlstm_monai.bench.sunnybrook import benchmark_sunnybrook
+
+        benchmark_sunnybrook(data_dir=data_dir, epochs=epochs, small=small, output=output)
+
+
+class Phantoms:
+    """Generated phantoms, written as NIfTI in the real datasets' layouts."""
+
+    def heart(self, out_dir: str, modality: str = "ct", num_cases: int = 12, shape: tuple = (96, 96, 96),
+              spacing: tuple = (1.5, 1.5, 1.5), seed: int = 0) -> None:
+        """Whole-heart CT ("ct") or MRI ("mr") phantoms in MM-WHS naming and label codes."""
+        from xlstm_monai.data.phantoms import write_heart_phantoms
+
+        entries = write_heart_phantoms(out_dir, num_cases, modality, shape, spacing, seed)
+        print(f"wrote {len(entries)} {modality} cases to {out_dir}")
+
+    def hippocampus(self, out_dir: str, num_cases: int = 20, seed: int = 0) -> None:
+        """Hippocampus crops in the MSD Task04 layout (dataset.json, imagesTr/, labelsTr/)."""
+        from xlstm_monai.data.phantoms import write_hippocampus_phantoms
+
+        print(f"wrote {write_hippocampus_phantoms(out_dir, num_cases, seed=seed)}")
+
+    def brain(self, out_dir: str, num_cases: int = 40, seed: int = 0, ad_fraction: float = 0.5) -> None:
+        """T1 brains with a CN / AD signal and a participants.csv table."""
+        from xlstm_monai.data.phantoms import write_brain_phantoms
+
+        print(f"wrote {write_brain_phantoms(out_dir, num_cases, seed=seed, ad_fraction=ad_fraction)}")
+
 
 class Commands:
-    """Tools of xlstm-monai: demo, benchmarks, datalists."""
+    """Tools of xlstm-monai: demo, benchmarks, datalists, phantoms."""
 
     def __init__(self) -> None:
         self.bench = Bench()
+        self.phantoms = Phantoms()
 
-    def demo(self, output_dir: str = "runs/demo", steps: int = 30, seed: int = 0) -> None:
-        """Build an XLSTMUNet, train it for a few steps on generated heart phantoms and report the loss."""
+    def demo(self, output_dir: str = "runs/demo", epochs: int = 50, seed: int = 0) -> None:
+        """Generate CT phantoms, train heart_seg_ct briefly, evaluate, infer; print per-structure Dice (~5 min CPU)."""
         from xlstm_monai.demo import run_demo
 
-        run_demo(output_dir=output_dir, steps=steps, seed=seed)
+        run_demo(output_dir=output_dir, epochs=epochs, seed=seed)
 
     def datalist(self, source: str, output: str, **kwargs) -> None:
         """Write a MONAI datalist JSON (MM-WHS folder, MSD dataset.json, paired folders, images, CSV table)."""

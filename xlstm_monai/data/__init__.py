@@ -1,0 +1,7 @@
+"""Data: dataset layouts, datalists, label codings and generated phantoms."""
+
+from __future__ import annotations
+
+from .datalist import build_datalist, fold_split
+from .label_codes import HIPPOCAMPUS_LABELS, MMWHS_CODES, MMWHS_LABELS, MMWHS_NAMES
+from .phantom_dataset import prepare_phantom_dataset

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -122,7 +123,9 @@ class XLSTMEncoder(nn.Module):
         self.patch_embed = Conv[Conv.CONV, spatial_dims](
             in_channels, embed_dim, kernel_size=self.patch_size, stride=self.patch_size
         )
-        sincos = build_sincos_position_embedding(self.ref_grid, embed_dim, spatial_dims)  # (1, N, C)
+        with warnings.catch_warnings():  # MONAI's builder calls torch.meshgrid without `indexing`
+            warnings.filterwarnings("ignore", message="torch.meshgrid", category=UserWarning)
+            sincos = build_sincos_position_embedding(self.ref_grid, embed_dim, spatial_dims)  # (1, N, C)
         self.pos_embed = nn.Parameter(sincos.data.transpose(1, 2).reshape(1, embed_dim, *self.ref_grid).clone())
         self.pos_drop = nn.Dropout(dropout_rate)
         self.cls_token = nn.Parameter(torch.zeros(1, num_cls_tokens, embed_dim)) if num_cls_tokens else None

@@ -1,0 +1,7 @@
+"""Training and evaluation handlers that MONAI and ignite lack, attached by bundle configs."""
+
+from __future__ import annotations
+
+from .checkpoint import AtomicDiskSaver, CheckpointSaver, TrainingProgress, resume_checkpoint
+from .hausdorff import HausdorffDistanceMM
+from .metric_summary import PerStructureMetrics
