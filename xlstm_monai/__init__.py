@@ -7,7 +7,7 @@ from types import ModuleType
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("bench", "data", "handlers", "networks", "transforms")
+_SUBMODULES = ("bench", "data", "handlers", "networks", "ssl", "transforms")
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -5,3 +5,4 @@ from __future__ import annotations
 from .datalist import build_datalist, fold_split
 from .label_codes import HIPPOCAMPUS_LABELS, MMWHS_CODES, MMWHS_LABELS, MMWHS_NAMES
 from .phantom_dataset import prepare_phantom_dataset
+from .unlabeled import load_unlabeled_images, modality_sampling_weights

@@ -72,14 +72,31 @@ def find_encoder(network: nn.Module) -> XLSTMEncoder:
     raise TypeError(f"{type(module).__name__} has no XLSTMEncoder (as itself or as .encoder).")
 
 
+# settings that decide the weights' shapes; the rest (img_size, tokens) are resized or reported per key
+_ARCHITECTURE_KEYS = ("in_channels", "patch_size", "embed_dim", "depth", "num_heads")
+
+
+def _load(checkpoint: str | os.PathLike | Mapping) -> Mapping:
+    if isinstance(checkpoint, Mapping):
+        return checkpoint
+    if not os.path.isfile(checkpoint):
+        raise FileNotFoundError(f"pretrained encoder checkpoint not found: {checkpoint}")
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)
+
+
+def _check_architecture(saved: Mapping, encoder: XLSTMEncoder, source: str) -> None:
+    """A clear error naming the settings when an export's hyper-parameters differ from the network's."""
+    own = encoder.hyper_parameters()
+    differing = [f"{k}: checkpoint {saved[k]} vs network {own[k]}" for k in _ARCHITECTURE_KEYS
+                 if k in saved and saved[k] != own[k]]
+    if differing:
+        raise ValueError(f"pretrained encoder {source} was trained with another architecture: "
+                         + "; ".join(differing) + ". Set the network_def to the pretraining settings.")
+
+
 def read_encoder_state(checkpoint: str | os.PathLike | Mapping) -> dict[str, torch.Tensor]:
     """Encoder weights, keyed as in :class:`XLSTMEncoder`, from a checkpoint file or an in-memory state dict."""
-    if isinstance(checkpoint, Mapping):
-        state = checkpoint
-    else:
-        if not os.path.isfile(checkpoint):
-            raise FileNotFoundError(f"pretrained encoder checkpoint not found: {checkpoint}")
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = _load(checkpoint)
     for key in _STATE_KEYS:  # unwrap {"state_dict": {...}}-style containers
         if isinstance(state.get(key), Mapping) and not isinstance(state.get(key), torch.Tensor):
             state = state[key]
@@ -121,7 +138,10 @@ def load_pretrained_encoder(
     """
     encoder = find_encoder(network)
     source = str(checkpoint) if not isinstance(checkpoint, Mapping) else "<state dict>"
-    state = read_encoder_state(checkpoint)
+    loaded = _load(checkpoint)
+    if isinstance(loaded.get("hyper_parameters"), Mapping):
+        _check_architecture(loaded["hyper_parameters"], encoder, source)
+    state = read_encoder_state(loaded)
     target = encoder.state_dict()
     report = EncoderLoadReport(source=source)
     if "pos_embed" in state and "pos_embed" in target:

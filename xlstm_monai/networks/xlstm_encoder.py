@@ -117,6 +117,7 @@ class XLSTMEncoder(nn.Module):
         if any(p < 1 or s % p for s, p in zip(img_size, self.patch_size)):
             raise ValueError(f"img_size {img_size} should be a multiple of patch_size {self.patch_size}.")
         self.ref_grid = tuple(s // p for s, p in zip(img_size, self.patch_size))
+        self.depth, self.num_heads, self.num_cls_tokens = depth, num_heads, num_cls_tokens
         self.out_indices = self._resolve_out_indices(out_indices, depth)
         self.use_checkpoint = use_checkpoint
 
@@ -164,6 +165,20 @@ class XLSTMEncoder(nn.Module):
             nn.init.trunc_normal_(self.cls_token, std=0.02)
         if self.mask_token is not None:
             nn.init.trunc_normal_(self.mask_token, std=0.02)
+
+    def hyper_parameters(self) -> dict:
+        """The architecture settings a checkpoint of this encoder needs a network to share (JSON-friendly)."""
+        return {
+            "in_channels": self.in_channels,
+            "img_size": [g * p for g, p in zip(self.ref_grid, self.patch_size)],
+            "patch_size": list(self.patch_size),
+            "embed_dim": self.embed_dim,
+            "depth": self.depth,
+            "num_heads": self.num_heads,
+            "num_cls_tokens": self.num_cls_tokens,
+            "mask_token": self.mask_token is not None,
+            "spatial_dims": self.spatial_dims,
+        }
 
     def no_weight_decay(self) -> set[str]:
         """Parameters an optimizer should not decay."""

@@ -1,0 +1,142 @@
+"""pretrain_ssl: losses that fall, an EMA-only teacher, collapse detection, and an export every bundle loads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Events
+
+from tests.bundles.helpers import run_workflow
+from xlstm_monai.networks import XLSTMClassifier, XLSTMEncoder, XLSTMUNet, load_pretrained_encoder
+from xlstm_monai.ssl import StudentTeacher, StudentTeacherLoss, StudentTeacherTrainer, TrainingCollapsedError
+from xlstm_monai.ssl import random_token_mask
+
+TINY_ENCODER = {"encoder_def#embed_dim": 48, "encoder_def#depth": 2, "encoder_def#num_heads": 2}
+FAST = {
+    **TINY_ENCODER,
+    "num_phantoms": 6,
+    "global_size": [32, 32, 32],
+    "local_size": [16, 16, 16],
+    "spacing": [4.5, 4.5, 4.5],
+    "num_local": 2,
+    "out_dim": 128,
+    "patch_out_dim": 128,
+    "network_def#hidden_dim": 128,
+    "network_def#bottleneck_dim": 32,
+    "num_workers": 0,
+    "learning_rate": 1.0e-3,
+    "warmup_epochs": 1,
+}
+
+
+def _train(root, epochs, record=None, **overrides):
+    from monai.bundle import ConfigWorkflow
+
+    from tests.bundles.helpers import config_path
+
+    workflow = ConfigWorkflow(config_file=config_path("pretrain_ssl", "train.yaml"),
+                              meta_file=config_path("pretrain_ssl", "metadata.json"),
+                              logging_file=config_path("pretrain_ssl", "logging.conf"),
+                              workflow_type="train", bundle_root=str(root), epochs=epochs, **{**FAST, **overrides})
+    workflow.initialize()
+    assert not workflow.check_properties()
+    if record is not None:
+        trainer = workflow.parser.get_parsed_content("train#trainer")
+        trainer.add_event_handler(Events.ITERATION_COMPLETED,
+                                  lambda e: record.append({k: float(v) for k, v in e.state.output.items()}))
+    workflow.run()
+    workflow.finalize()
+    return workflow
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A short pretraining on 6 CT + 6 MRI phantoms with the teacher temperature held fixed, then the export."""
+    root = tmp_path_factory.mktemp("pretrain_ssl")
+    history: list[dict] = []
+    _train(root, epochs=7, record=history, teacher_temp=[0.04, 0.04], momentum=[0.99, 0.99])
+    run_workflow("pretrain_ssl", ["train.yaml", "export.yaml"], "train", bundle_root=str(root), **FAST)
+    return root, history
+
+
+@pytest.mark.parametrize("term", ["loss_global", "loss_local", "loss_recon"])
+def test_each_loss_is_finite_and_falls(pretrained, term):
+    _, history = pretrained
+    values = np.array([h[term] for h in history])
+    assert len(values) >= 40 and np.isfinite(values).all()
+    assert values[-8:].mean() < values[:8].mean(), f"{term}: {values[:8].mean():.4f} -> {values[-8:].mean():.4f}"
+
+
+def test_export_loads_into_unet_and_classifier_with_zero_missing_keys(pretrained):
+    root, _ = pretrained
+    export = root / "models" / "encoder.pt"
+    assert (root / "models" / "encoder.json").is_file()
+    small = {"embed_dim": 48, "depth": 2, "num_heads": 2}
+    unet = load_pretrained_encoder(XLSTMUNet(1, 8, img_size=96, **small), export)
+    classifier = load_pretrained_encoder(XLSTMClassifier(1, 2, img_size=64, **small), export)
+    assert unet.missing == [] and unet.mismatched == [] and unet.unexpected == ["cls_token", "mask_token"]
+    assert classifier.missing == [] and classifier.unexpected == ["mask_token"]
+    with pytest.raises(ValueError, match="embed_dim: checkpoint 48 vs network 384"):
+        load_pretrained_encoder(XLSTMUNet(1, 8), export)
+
+
+def test_training_resumes_from_last_checkpoint(pretrained):
+    root, _ = pretrained
+    state = torch.load(root / "models" / "last.pt", weights_only=False)
+    assert state["trainer"]["iteration"] == 7 * state["trainer"]["epoch_length"]  # all 7 epochs
+    assert torch.count_nonzero(state["loss"]["center"]) > 0  # the teacher centre is part of the saved state
+
+
+def _tiny_model():
+    torch.manual_seed(0)
+    encoder = XLSTMEncoder(img_size=16, embed_dim=24, depth=2, num_heads=2, mask_token=True)
+    return StudentTeacher(encoder, out_dim=16, patch_out_dim=16, hidden_dim=16, bottleneck_dim=8)
+
+
+def test_teacher_moves_only_by_ema():
+    model = _tiny_model()
+    assert not any(p.requires_grad for p in model.teacher.parameters())
+    loss = StudentTeacherLoss(16, 16)
+    batch = [{"global_views": torch.rand(2, 2, 1, 16, 16, 16), "local_views": torch.rand(2, 1, 1, 8, 8, 8)}]
+    trainer = StudentTeacherTrainer("cpu", 1, batch, model, torch.optim.SGD(model.student.parameters(), lr=0.5),
+                                    loss, momentum=(0.9, 0.9), clip_grad=0)
+    before = {k: v.clone() for k, v in model.teacher.state_dict().items()}
+    trainer.run()
+    students = dict(model.student.named_parameters())
+    for name, teacher in model.teacher.named_parameters():
+        assert teacher.grad is None
+        expected = 0.9 * before[name] + 0.1 * students[name].detach()
+        torch.testing.assert_close(teacher, expected)
+    assert any(not torch.equal(before[n], p) for n, p in model.teacher.named_parameters())
+
+
+def test_token_mask_has_the_exact_ratio():
+    mask = random_token_mask(4, 64, 0.3)
+    assert mask.dtype == torch.bool and mask.sum(1).tolist() == [19] * 4
+    assert not torch.equal(mask[0], mask[1])
+    with pytest.raises(ValueError, match="mask ratio"):
+        random_token_mask(1, 8, 1.0)
+
+
+def test_uniform_teacher_is_detected_as_collapse(tmp_path):
+    """A teacher temperature of 100 makes the teacher's outputs uniform: training must stop, saying why."""
+    with pytest.raises(Exception) as error:
+        _train(tmp_path, epochs=5, teacher_temp=[100.0, 100.0], collapse_patience=1, num_phantoms=2)
+    chain = [error.value]
+    while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    collapsed = [e for e in chain if isinstance(e, TrainingCollapsedError)]
+    assert collapsed and "teacher outputs are uniform" in str(collapsed[0])
+    assert "epoch 1" in str(collapsed[0])
+
+
+def test_modality_weights_balance_batches():
+    from xlstm_monai.data import modality_sampling_weights
+
+    images = [{"modality": "CT"}] * 30 + [{"modality": "MRI"}] * 6
+    weights = torch.tensor(modality_sampling_weights(images, {"CT": 0.5, "MRI": 0.5}))
+    drawn = torch.multinomial(weights, 20000, replacement=True, generator=torch.Generator().manual_seed(0))
+    assert abs((drawn >= 30).float().mean().item() - 0.5) < 0.02
+    with pytest.raises(ValueError, match="no share"):
+        modality_sampling_weights([{"modality": "PET"}], {"CT": 1.0})
