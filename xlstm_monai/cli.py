@@ -44,6 +44,17 @@ class Bench:
         benchmark_sunnybrook(data_dir=data_dir, epochs=epochs, small=small, output=output)
 
 
+    def label_efficiency(self, output: str = "runs/bench_label_efficiency.json", num_cases: int = 24,
+                         pretrain_epochs: int = 60, finetune_iterations: int = 150, scale: str = "cpu",
+                         extra_unlabeled: list[str] | None = None) -> None:
+        """Fine-tune heart_seg_ct with 10/30/100% of the labels, from the pretrain_ssl encoder and from scratch."""
+        from xlstm_monai.bench.label_efficiency import benchmark_label_efficiency
+
+        benchmark_label_efficiency(output=output, num_cases=num_cases, pretrain_epochs=pretrain_epochs,
+                                   finetune_iterations=finetune_iterations, scale=scale,
+                                   extra_unlabeled=_strs(extra_unlabeled))
+
+
 class Phantoms:
     """Generated phantoms, written as NIfTI in the real datasets' layouts."""
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from .classes import class_weights
 from .datalist import build_datalist, fold_split
 from .label_codes import HIPPOCAMPUS_LABELS, MMWHS_CODES, MMWHS_LABELS, MMWHS_NAMES
-from .phantom_dataset import prepare_phantom_dataset
+from .phantom_dataset import prepare_datalist
 from .unlabeled import load_unlabeled_images, modality_sampling_weights

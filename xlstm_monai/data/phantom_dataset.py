@@ -1,11 +1,16 @@
 """
-The bundles' embedded default dataset: generated phantoms plus their datalist, written on first use.
+The datalist a bundle run needs, made on first use: from the user's dataset folder, or from generated phantoms.
 
-A bundle run with no data of the user's calls :func:`prepare_phantom_dataset` from its ``initialize`` section.
-The phantoms are ordinary NIfTI files in the real layouts (MM-WHS names, MSD task folder, CSV table), read by the
-same loaders and transforms as real data. The function never writes into a folder that holds anything but its own
-earlier output, so pointing ``dataset_dir`` at real data without a datalist fails loudly instead of mixing
-synthetic cases into it.
+A bundle's ``initialize``-time data step calls :func:`prepare_datalist`:
+
+* the datalist exists: it is used as is;
+* ``dataset_dir`` holds a dataset in a layout the datalist builder reads (MM-WHS names, an MSD ``dataset.json``,
+  paired ``imagesTr``/``labelsTr`` folders, a CSV participants table): the datalist is built from it, with folds;
+* ``dataset_dir`` is absent or empty and phantoms are enabled: phantoms of the bundle's kind are written there (in
+  the same real layouts) and the datalist is built from them.
+
+Phantoms are never written into a folder that holds anything but earlier phantoms, so a mistyped path to real
+data cannot get synthetic cases mixed into it.
 """
 
 from __future__ import annotations
@@ -19,71 +24,84 @@ import torch.distributed as dist
 from .datalist import build_datalist
 from .phantoms import write_brain_phantoms, write_heart_phantoms, write_hippocampus_phantoms
 
-__all__ = ["PHANTOM_KINDS", "MARKER", "prepare_phantom_dataset"]
+__all__ = ["PHANTOM_KINDS", "MARKER", "prepare_datalist"]
 
 PHANTOM_KINDS = ("heart_ct", "heart_mr", "heart_ct_mr", "hippocampus", "brain")
 MARKER = "PHANTOMS.json"  # written into a generated folder; its presence marks the folder as ours
+_CSV_NAME = "participants.csv"  # the table the brain phantoms write and classification folders are read from
 
 
-def _write(kind: str, dataset_dir: str, num_cases: int, shape, spacing, seed: int) -> dict:
-    """Write the phantom files; returns build_datalist keyword arguments for them."""
+def _write_phantoms(kind: str, dataset_dir: str, num_cases: int, shape, spacing, seed: int) -> None:
     if kind in ("heart_ct", "heart_mr", "heart_ct_mr"):
         modalities = {"heart_ct": ["ct"], "heart_mr": ["mr"], "heart_ct_mr": ["ct", "mr"]}[kind]
         for modality in modalities:
             write_heart_phantoms(dataset_dir, num_cases, modality, shape or (96, 96, 96), spacing or (1.5,) * 3, seed)
-        return {"kind": "mmwhs"}
-    if kind == "hippocampus":
+    elif kind == "hippocampus":
         write_hippocampus_phantoms(dataset_dir, num_cases, shape or (36, 50, 36), spacing or (1.0,) * 3, seed)
-        return {"kind": "msd"}
-    csv_path = write_brain_phantoms(dataset_dir, num_cases, shape or (80, 96, 80), spacing or (2.0,) * 3, seed)
-    return {"kind": "csv", "source": csv_path, "target": "Diagnosis", "classes": "CN,AD"}
+    else:
+        write_brain_phantoms(dataset_dir, num_cases, shape or (80, 96, 80), spacing or (2.0,) * 3, seed)
+    with open(os.path.join(dataset_dir, MARKER), "w") as handle:
+        json.dump({"generated_by": "xlstm_monai.data.prepare_datalist", "kind": kind, "num_cases": num_cases,
+                   "shape": shape, "spacing": spacing, "seed": seed}, handle, indent=2)
 
 
-def prepare_phantom_dataset(
+def _source(dataset_dir: str) -> str:
+    """What build_datalist reads: the participants table of a classification folder, else the folder."""
+    table = os.path.join(dataset_dir, _CSV_NAME)
+    return table if os.path.isfile(table) else dataset_dir
+
+
+def prepare_datalist(
     dataset_dir: str,
     datalist: str,
-    kind: str = "heart_ct",
-    num_cases: int = 12,
-    shape: Sequence[int] | None = None,
-    spacing: Sequence[float] | None = None,
+    phantoms: str = "heart_ct",
+    num_phantoms: int = 12,
     num_folds: int = 3,
     seed: int = 0,
-    enabled: bool = True,
+    generate_phantoms: bool = True,
+    shape: Sequence[int] | None = None,
+    spacing: Sequence[float] | None = None,
+    **datalist_args,
 ) -> str:
     """
-    Make sure ``datalist`` exists: if it does, do nothing; otherwise, when ``enabled``, generate ``num_cases``
-    phantoms of ``kind`` into ``dataset_dir`` and write their datalist (``num_folds`` folds). Returns the datalist
-    path. In a distributed run rank 0 writes while the others wait.
+    Make sure ``datalist`` exists (see the module docstring) and return its path. In a distributed run rank 0
+    writes while the others wait.
+
+    Args:
+        dataset_dir: the dataset folder (the datalist's paths are relative to it).
+        datalist: the datalist JSON path.
+        phantoms: phantom kind for an empty ``dataset_dir``, one of :data:`PHANTOM_KINDS`.
+        num_phantoms: phantom cases (per modality for "heart_ct_mr").
+        num_folds, seed: folds of a built datalist.
+        generate_phantoms: allow writing phantoms into an empty or absent ``dataset_dir``.
+        shape, spacing: phantom size; the kind's default when None.
+        datalist_args: further :func:`build_datalist` arguments (e.g. ``target`` and ``classes`` for a CSV).
 
     Raises:
-        FileNotFoundError: the datalist is missing and generation is disabled.
-        ValueError: ``dataset_dir`` holds other files (real data without a datalist), or ``kind`` is unknown.
+        FileNotFoundError: nothing to build from and phantoms disabled.
+        ValueError: ``kind`` unknown, or the folder's layout unreadable (the builder's message says why).
     """
     if os.path.isfile(datalist):
         return datalist
-    if kind not in PHANTOM_KINDS:
-        raise ValueError(f"unknown phantom kind {kind!r}; choose from {PHANTOM_KINDS}")
-    if not enabled:
+    if phantoms not in PHANTOM_KINDS:
+        raise ValueError(f"unknown phantom kind {phantoms!r}; choose from {PHANTOM_KINDS}")
+    has_files = os.path.isdir(dataset_dir) and bool(os.listdir(dataset_dir))
+    ours = os.path.isfile(os.path.join(dataset_dir, MARKER))
+    if not has_files and not generate_phantoms:
         raise FileNotFoundError(
-            f"datalist {datalist} not found. Build one for your data with `xlstm-monai datalist --source "
-            f"{dataset_dir} --output {datalist}`, or set generate_phantoms true to use generated phantoms."
-        )
-    marker = os.path.join(dataset_dir, MARKER)
-    if os.path.isdir(dataset_dir) and os.listdir(dataset_dir) and not os.path.isfile(marker):
-        raise ValueError(
-            f"datalist {datalist} not found and {dataset_dir} already holds files, so no phantoms are written "
-            f"there. For your own data build the datalist with `xlstm-monai datalist --source {dataset_dir} "
-            f"--output {datalist}`; for phantoms point dataset_dir at an empty or new folder."
+            f"datalist {datalist} not found and {dataset_dir} holds no data. Point dataset_dir at your dataset "
+            f"(or build a datalist with `xlstm-monai datalist --source DATASET --output {datalist}`), or set "
+            "generate_phantoms true to use generated phantoms."
         )
     distributed = dist.is_available() and dist.is_initialized()
     if not distributed or dist.get_rank() == 0:
-        os.makedirs(dataset_dir, exist_ok=True)
-        settings = {"kind": kind, "num_cases": num_cases, "shape": shape, "spacing": spacing, "seed": seed}
-        datalist_args = _write(kind, dataset_dir, num_cases, shape, spacing, seed)
-        source = datalist_args.pop("source", dataset_dir)
-        build_datalist(source, datalist, num_folds=num_folds, seed=seed, base_dir=dataset_dir, **datalist_args)
-        with open(marker, "w") as handle:
-            json.dump({"generated_by": "xlstm_monai.data.prepare_phantom_dataset", **settings}, handle, indent=2)
+        if not has_files:
+            os.makedirs(dataset_dir, exist_ok=True)
+            _write_phantoms(phantoms, dataset_dir, num_phantoms, shape, spacing, seed)
+        if phantoms == "brain" and (ours or not has_files):
+            datalist_args = {"target": "Diagnosis", "classes": "CN,AD", **datalist_args}
+        build_datalist(_source(dataset_dir), datalist, num_folds=num_folds, seed=seed, base_dir=dataset_dir,
+                       **datalist_args)
     if distributed:
         dist.barrier()
     return datalist

@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from .checkpoint import AtomicDiskSaver, CheckpointSaver, TrainingProgress, resume_checkpoint
+from .classification import ClassProbabilityWriter, class_outputs
 from .hausdorff import HausdorffDistanceMM
 from .metric_summary import PerStructureMetrics

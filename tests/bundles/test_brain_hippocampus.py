@@ -1,0 +1,93 @@
+"""brain_hippocampus: MSD Task04 read unchanged; train -> evaluate -> infer on real crops (phantoms without them)."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tests.bundles.helpers import SMALL_UNET, config_path, load_json, load_yaml, read_structure_metrics, run_workflow
+from tests.conftest import SHARED_DATA
+from xlstm_monai.data.phantoms import write_hippocampus_phantoms
+
+BUNDLE = "brain_hippocampus"
+FAST = {**SMALL_UNET, "network_def#feature_size": 16, "num_workers": 0, "learning_rate": 3.0e-3, "warmup_epochs": 2}
+
+
+def _thirty_cases(tmp_path) -> tuple[str, str]:
+    """(dataset_dir, datalist): 20 training and 10 validation cases, real when ../shared/data is there."""
+    task = SHARED_DATA / "msd_hippocampus"
+    if not (task / "dataset.json").is_file():
+        task = tmp_path / "phantoms"
+        write_hippocampus_phantoms(str(task), 30, seed=0)
+    entries = json.loads((task / "dataset.json").read_text())["training"][:30]
+    training = [dict(e, fold=0 if i < 10 else 1) for i, e in enumerate(entries)]
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"training": training, "unlabeled": [], "testing": []}))
+    return str(task), str(datalist)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp(BUNDLE)
+    dataset_dir, datalist = _thirty_cases(root)
+    common = {**FAST, "bundle_root": str(root), "dataset_dir": dataset_dir, "datalist": datalist,
+              "generate_phantoms": False}
+    run_workflow(BUNDLE, ["train.yaml"], "train", epochs=40, val_interval=10, **common)
+    run_workflow(BUNDLE, ["train.yaml", "evaluate.yaml"], "train", **common)
+    return root, common
+
+
+def test_metadata_and_network_shapes():
+    from monai.bundle import verify_net_in_out
+
+    meta = load_json(config_path(BUNDLE, "metadata.json"))
+    assert meta["version"] in meta["changelog"]
+    assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {
+        "0": "background", "1": "anterior", "2": "posterior"}
+    verify_net_in_out(net_id="network_def", meta_file=config_path(BUNDLE, "metadata.json"),
+                      config_file=config_path(BUNDLE, "inference.yaml"), n=2,
+                      **{"network_def#embed_dim": 48, "network_def#depth": 2, "network_def#num_heads": 2})
+    assert load_yaml(BUNDLE, "train.yaml")["network_def"] == load_yaml(BUNDLE, "inference.yaml")["network_def"]
+
+
+def test_twenty_cases_reach_dice_on_ten_others(trained):
+    root, _ = trained
+    metrics = read_structure_metrics(root / "eval")
+    assert list(metrics) == ["anterior", "posterior"]
+    dice = np.mean([m["val_mean_dice"] for m in metrics.values()])
+    assert dice >= 0.60, f"mean Dice {dice:.3f} (anterior {metrics['anterior']['val_mean_dice']:.3f}, " \
+                         f"posterior {metrics['posterior']['val_mean_dice']:.3f})"
+    assert all(np.isfinite(m["val_hd95"]) for m in metrics.values())
+
+
+def test_inference_lands_on_the_input_grid(trained, tmp_path):
+    _, common = trained
+    source = f"{common['dataset_dir']}/imagesTr"
+    overrides = {k: v for k, v in common.items() if k.startswith(("network_def", "num_workers", "bundle_root"))}
+    run_workflow(BUNDLE, ["inference.yaml"], "infer", dataset_dir=source, input_pattern="hippocampus_00*.nii.gz",
+                 output_dir=str(tmp_path), **overrides)
+    outputs = sorted(tmp_path.glob("*_seg.nii.gz"))
+    assert outputs
+    for output in outputs:
+        original = nib.load(f"{source}/{output.name.replace('_seg', '')}")
+        seg = nib.load(output)
+        assert seg.shape == original.shape and np.allclose(seg.affine, original.affine)
+        assert set(np.unique(np.asarray(seg.dataobj)).tolist()) <= {0, 1, 2}
+
+
+def test_default_config_reads_an_msd_task_unchanged(tmp_path):
+    """Pointing dataset_dir at an MSD folder is enough: the datalist of 5 folds is built from dataset.json."""
+    from monai.bundle import ConfigParser
+
+    task = tmp_path / "Task04_Hippocampus"
+    write_hippocampus_phantoms(str(task), 10, seed=3)
+    parser = ConfigParser()
+    parser.read_config(config_path(BUNDLE, "train.yaml"))
+    parser.update({"bundle_root": str(tmp_path), "dataset_dir": str(task)})
+    train, val = parser.get_parsed_content("train_data"), parser.get_parsed_content("val_data")
+    assert len(train) == 8 and len(val) == 2
+    assert all(c["image"].startswith(str(task)) and c["label"].endswith(".nii.gz") for c in train + val)
+    assert json.loads((tmp_path / "data" / "datalist.json").read_text())["num_folds"] == 5
