@@ -55,6 +55,16 @@ class Bench:
                                    extra_unlabeled=_strs(extra_unlabeled))
 
 
+    def hippocampus(self, data_dir: str | None = None, folds: list[int] | None = None, epochs: int | None = None,
+                    small: bool = False, learning_rate: float | None = None,
+                    output: str = "runs/bench_hippocampus.json") -> None:
+        """k-fold Dice of brain_hippocampus on MSD Task04 beside MONAI's UNet trained the same way."""
+        from xlstm_monai.bench.hippocampus import benchmark_hippocampus
+
+        benchmark_hippocampus(data_dir=data_dir, folds=tuple(_ints(folds) or (0, 1, 2, 3, 4)), epochs=epochs,
+                              small=small, learning_rate=learning_rate, output=output)
+
+
 class Phantoms:
     """Generated phantoms, written as NIfTI in the real datasets' layouts."""
 

@@ -28,7 +28,7 @@ def test_bad_arguments_raise():
 def test_gradients_reach_every_parameter(pooling):
     torch.manual_seed(0)
     net = XLSTMClassifier(1, 2, img_size=32, pooling=pooling, **TINY)
-    loss = torch.nn.functional.cross_entropy(net(torch.randn(2, 1, 32, 32, 32)), torch.tensor([0, 1]))
+    loss = torch.nn.functional.cross_entropy(net(torch.randn(3, 1, 32, 32, 32)), torch.tensor([0, 1, 1]))
     loss.backward()
     assert [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0] == []
 

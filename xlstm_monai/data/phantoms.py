@@ -997,14 +997,14 @@ def _brain_case(rng: np.random.Generator, diagnosis: str, sex: str, age: float) 
     ad = diagnosis == "AD"
     ageing = (age - 72.0) / 10.0
     head = rng.normal(1.03 if sex == "M" else 0.96, 0.025)
-    ventricles = math.exp(rng.normal(0.0, 0.2) + 0.2 * ageing) * (rng.uniform(1.6, 2.5) if ad else 1.0)
+    ventricles = math.exp(rng.normal(0.0, 0.15) + 0.1 * ageing) * (rng.uniform(2.5, 4.0) if ad else 1.0)
     return _BrainCase(
         head_scale=float(np.clip(head, 0.9, 1.08)),
         ventricle_volume=ventricles,
         hippocampus_width=float(rng.uniform(0.74, 0.86) if ad else rng.uniform(0.95, 1.08)),
-        sulcus_mm=float(rng.uniform(0.4, 0.8) + 0.15 * ageing + (rng.uniform(0.5, 1.0) if ad else 0.0)),
-        csf_mm=float(rng.uniform(1.2, 2.2) + 0.3 * ageing + (rng.uniform(0.5, 1.2) if ad else 0.0)),
-        cortex_mm=float(rng.uniform(3.0, 3.6) - (rng.uniform(0.2, 0.5) if ad else 0.0)),
+        sulcus_mm=float(rng.uniform(0.4, 0.8) + 0.15 * ageing + (rng.uniform(1.0, 1.8) if ad else 0.0)),
+        csf_mm=float(rng.uniform(1.2, 2.2) + 0.3 * ageing + (rng.uniform(1.0, 2.0) if ad else 0.0)),
+        cortex_mm=float(rng.uniform(3.0, 3.6) - (rng.uniform(0.4, 0.8) if ad else 0.0)),
     )
 
 
@@ -1172,7 +1172,7 @@ def brain_phantom(
 ) -> tuple[np.ndarray, np.ndarray]:
     """IXI-like T1 head: (image float32, RAS affine); background is exactly 0 outside the head.
 
-    ``diagnosis`` "AD" enlarges the ventricles (1.6-2.5x), thins the hippocampi and widens sulci and
+    ``diagnosis`` "AD" enlarges the ventricles (2.5-4x), thins the hippocampi and widens sulci and
     subarachnoid CSF relative to "CN"; head size (males larger on average), ventricle size, ageing, contrast,
     bias field, noise and pose vary within each class so the task is learnable but not trivial.
     ``age`` (years) defaults to a draw typical of the diagnosis.

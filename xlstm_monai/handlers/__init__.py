@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .checkpoint import AtomicDiskSaver, CheckpointSaver, TrainingProgress, resume_checkpoint
-from .classification import ClassProbabilityWriter, class_outputs
+from .classification import ClassProbabilityWriter, class_outputs, class_outputs_onehot
+from .gradient_clipping import GradientClipping
 from .hausdorff import HausdorffDistanceMM
 from .metric_summary import PerStructureMetrics

@@ -9,15 +9,21 @@ from collections.abc import Sequence
 import torch
 from ignite.engine import Engine, Events
 
-__all__ = ["ClassProbabilityWriter", "class_outputs"]
+__all__ = ["ClassProbabilityWriter", "class_outputs", "class_outputs_onehot"]
 
 
 def class_outputs(output: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(probabilities (N, C), class indices (N,)) from decollated engine outputs, the form ignite's
-    Accuracy and Recall (multiclass) and MONAI's ROCAUC take."""
+    """(probabilities (N, C), class indices (N,)) from decollated engine outputs: the form ignite's Accuracy and
+    Recall take for multiclass problems."""
     probs = torch.stack([torch.as_tensor(o["pred"]).flatten() for o in output])
     labels = torch.stack([torch.as_tensor(o["label"]).flatten()[0] for o in output]).long()
     return probs, labels
+
+
+def class_outputs_onehot(output: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probabilities (N, C), one-hot labels (N, C)): the form MONAI's ROCAUC takes."""
+    probs, labels = class_outputs(output)
+    return probs, torch.nn.functional.one_hot(labels, probs.shape[1])
 
 
 class ClassProbabilityWriter:

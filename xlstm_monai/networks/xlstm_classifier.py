@@ -105,9 +105,11 @@ class XLSTMClassifier(nn.Module):
             spatial_dims=spatial_dims,
         )
         head_in = embed_dim * (2 if self.pooling == "cls_avg" else 1)
-        self.head = nn.Sequential(nn.Dropout(dropout_rate), nn.Linear(head_in, out_channels))
-        nn.init.trunc_normal_(self.head[1].weight, std=0.02)
-        nn.init.zeros_(self.head[1].bias)
+        # batch norm before the linear layer, as in linear probing of self-supervised encoders: subjects differ
+        # by a small part of their pooled embedding, which normalising across the batch brings forward
+        self.head = nn.Sequential(nn.BatchNorm1d(head_in), nn.Dropout(dropout_rate), nn.Linear(head_in, out_channels))
+        nn.init.trunc_normal_(self.head[-1].weight, std=0.02)
+        nn.init.zeros_(self.head[-1].bias)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """Volume embedding (B, C) or (B, 2C) that the head reads."""
