@@ -5,6 +5,7 @@ The ``xlstm-monai`` command: the project's own tools beside ``python -m monai.bu
     xlstm-monai bench networks                # speed / memory against MONAI's networks
     xlstm-monai datalist --source DIR --output FILE [--num_folds 5 --label_fraction 0.1 ...]
     xlstm-monai phantoms heart --out_dir DIR [--modality mr]
+    xlstm-monai check-data --config_file bundles/heart_seg_ct/configs/train.yaml [--datalist FILE]
 
 Imports are deferred to each command so that ``--help`` answers at once.
 """
@@ -101,6 +102,31 @@ class Commands:
         from xlstm_monai.demo import run_demo
 
         run_demo(output_dir=output_dir, epochs=epochs, seed=seed)
+
+    def check_data(self, config_file: str, datalist: str | None = None, **overrides) -> None:
+        """Check a bundle's datalist (files, dimensions, shapes, affines, intensities, labels) and list every problem.
+
+        Runs the config's own `data_check`, as its training and evaluation do first; `--datalist` (and any
+        `--key value` override, e.g. `--dataset_dir`) replaces the config's. Exits with 1 when a problem is found.
+        """
+        from monai.bundle import ConfigParser
+
+        from xlstm_monai.data import DataCheckError
+
+        parser = ConfigParser()
+        parser.read_config(config_file)
+        if datalist is not None:
+            overrides["datalist"] = datalist
+        parser.update(overrides)
+        try:
+            report = parser.get_parsed_content("data_check", lazy=False)
+        except Exception as error:  # the config wraps the check's error in its own
+            cause = error
+            while not isinstance(cause, DataCheckError) and (cause.__cause__ or cause.__context__):
+                cause = cause.__cause__ or cause.__context__
+            print(cause if isinstance(cause, DataCheckError) else f"data check could not run: {error}")
+            raise SystemExit(1) from None
+        print(report.summary())
 
     def datalist(self, source: str, output: str, **kwargs) -> None:
         """Write a MONAI datalist JSON (MM-WHS folder, MSD dataset.json, paired folders, images, CSV table)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .check import DataCheckError, DataCheckReport, InputScreen, check_datalist
 from .classes import class_weights
 from .datalist import build_datalist, fold_split
 from .label_codes import HIPPOCAMPUS_LABELS, MMWHS_CODES, MMWHS_LABELS, MMWHS_NAMES

@@ -7,3 +7,4 @@ from .classification import ClassProbabilityWriter, class_outputs, class_outputs
 from .gradient_clipping import GradientClipping
 from .hausdorff import HausdorffDistanceMM
 from .metric_summary import PerStructureMetrics
+from .non_finite import NonFiniteLossGuard, TrainingDivergedError
