@@ -17,7 +17,8 @@ TINY = {"embed_dim": 48, "depth": 2, "num_heads": 2}
 
 @pytest.fixture(autouse=True)
 def _two_threads():
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    """Two threads, as on CI's 2-core machine; OMP_NUM_THREADS, when set, wins (e.g. beside another CPU job)."""
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", min(2, os.cpu_count() or 1))))
 
 
 def shared_data(name: str) -> Path:

@@ -6,6 +6,8 @@ The ``xlstm-monai`` command: the project's own tools beside ``python -m monai.bu
     xlstm-monai datalist --source DIR --output FILE [--num_folds 5 --label_fraction 0.1 ...]
     xlstm-monai phantoms heart --out_dir DIR [--modality mr]
     xlstm-monai check-data --config_file bundles/heart_seg_ct/configs/train.yaml [--datalist FILE]
+    xlstm-monai package --release_dir release [--base_url URL]   # model-zoo zips + model_info.json
+    xlstm-monai verify-bundles [--names heart_seg_ct]             # the model zoo's checks, as CI runs them
 
 Imports are deferred to each command so that ``--help`` answers at once.
 """
@@ -127,6 +129,21 @@ class Commands:
             print(cause if isinstance(cause, DataCheckError) else f"data check could not run: {error}")
             raise SystemExit(1) from None
         print(report.summary())
+
+    def package(self, bundles_dir: str = "bundles", release_dir: str = "release", base_url: str | None = None,
+                names=None, weights_dir: str | None = None) -> None:
+        """Write one model-zoo zip per bundle and model_info.json into release_dir, for `monai.bundle download`."""
+        from xlstm_monai.release import package_bundles
+
+        package_bundles(bundles_dir, release_dir, base_url, _strs(names), weights_dir)
+
+    def verify_bundles(self, bundles_dir: str = "bundles", names=None, schema: str | None = None,
+                       work_dir: str | None = None) -> None:
+        """Run the model zoo's checks on every bundle (metadata, configs, style, a short train + infer, export)."""
+        from xlstm_monai.release import verify_bundles
+
+        if not verify_bundles(bundles_dir, _strs(names), schema, work_dir):
+            raise SystemExit(1)
 
     def datalist(self, source: str, output: str, **kwargs) -> None:
         """Write a MONAI datalist JSON (MM-WHS folder, MSD dataset.json, paired folders, images, CSV table)."""

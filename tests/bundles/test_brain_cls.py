@@ -50,6 +50,7 @@ def test_metadata_and_network_shapes():
     assert load_yaml(BUNDLE, "train.yaml")["network_def"] == load_yaml(BUNDLE, "inference.yaml")["network_def"]
 
 
+@pytest.mark.slow
 def test_learns_the_phantom_class_signal(tmp_path):
     """90 training phantoms, then 40 unseen ones: the AD / CN signal is learned (accuracy >= 0.90)."""
     training = _phantom_cases(tmp_path, "train", 120, seed=0, num_folds=4)  # folds 1-3 train, fold 0 validates

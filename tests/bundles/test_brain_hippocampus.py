@@ -53,6 +53,7 @@ def test_metadata_and_network_shapes():
     assert load_yaml(BUNDLE, "train.yaml")["network_def"] == load_yaml(BUNDLE, "inference.yaml")["network_def"]
 
 
+@pytest.mark.slow
 def test_twenty_cases_reach_dice_on_ten_others(trained):
     root, _ = trained
     metrics = read_structure_metrics(root / "eval")
@@ -63,6 +64,7 @@ def test_twenty_cases_reach_dice_on_ten_others(trained):
     assert all(np.isfinite(m["val_hd95"]) for m in metrics.values())
 
 
+@pytest.mark.slow
 def test_inference_lands_on_the_input_grid(trained, tmp_path):
     _, common = trained
     source = f"{common['dataset_dir']}/imagesTr"

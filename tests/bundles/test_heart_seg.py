@@ -80,6 +80,7 @@ def trained(request, tmp_path_factory):
     return bundle, root, common
 
 
+@pytest.mark.slow
 def test_training_reaches_dice_on_unseen_phantoms(trained):
     bundle, root, _ = trained
     assert (root / "models" / "model.pt").is_file() and (root / "models" / "last.pt").is_file()
@@ -91,6 +92,7 @@ def test_training_reaches_dice_on_unseen_phantoms(trained):
     assert all(np.isfinite(m["val_hd95"]) and m["val_hd95"] >= 0 for m in metrics.values())
 
 
+@pytest.mark.slow
 def test_inference_writes_mmwhs_codes_on_input_grid(trained):
     bundle, root, common = trained
     out = root / "pred"
@@ -106,6 +108,7 @@ def test_inference_writes_mmwhs_codes_on_input_grid(trained):
         assert values <= set(MMWHS_CODES) and len(values) >= 6
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_inference_on_real_ct_keeps_shape_and_affine(trained, tmp_path):
     bundle, root, common = trained
@@ -139,6 +142,7 @@ def test_unknown_label_code_stops_with_file_name(tmp_path):
         MapLabelCodesd(keys="label", codes=MMWHS_CODES)(data)
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_sunnybrook_fold_runs_and_scores_lv_channels(tmp_path):
     """Real cardiac MRI: blood pool 1 and myocardium 2 go to the LV (1) and myocardium (5) channels."""

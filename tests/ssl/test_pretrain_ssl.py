@@ -60,6 +60,7 @@ def pretrained(tmp_path_factory):
     return root, history
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("term", ["loss_global", "loss_local", "loss_recon"])
 def test_each_loss_is_finite_and_falls(pretrained, term):
     _, history = pretrained
@@ -68,6 +69,7 @@ def test_each_loss_is_finite_and_falls(pretrained, term):
     assert values[-8:].mean() < values[:8].mean(), f"{term}: {values[:8].mean():.4f} -> {values[-8:].mean():.4f}"
 
 
+@pytest.mark.slow
 def test_export_loads_into_unet_and_classifier_with_zero_missing_keys(pretrained):
     root, _ = pretrained
     export = root / "models" / "encoder.pt"
@@ -81,6 +83,7 @@ def test_export_loads_into_unet_and_classifier_with_zero_missing_keys(pretrained
         load_pretrained_encoder(XLSTMUNet(1, 8), export)
 
 
+@pytest.mark.slow
 def test_training_resumes_from_last_checkpoint(pretrained):
     root, _ = pretrained
     state = torch.load(root / "models" / "last.pt", weights_only=False)

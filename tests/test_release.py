@@ -1,0 +1,121 @@
+"""Bundle archives a user downloads with monai.bundle, and the model-zoo checks catching what they should."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from tests.conftest import REPO_ROOT
+from xlstm_monai.data.phantoms import write_heart_phantoms
+from xlstm_monai.release import package_bundles
+from xlstm_monai.release.verify import SMOKE, check_large_files, check_references, check_style, check_version
+
+BUNDLE = "heart_seg_ct"
+TINY = SMOKE[BUNDLE]["network"]
+
+
+def _copy_bundle(tmp_path):
+    target = tmp_path / "bundles" / BUNDLE
+    shutil.copytree(REPO_ROOT / "bundles" / BUNDLE, target, ignore=shutil.ignore_patterns("models", "eval", "data"))
+    return target
+
+
+def _tiny_weights(weights_dir):
+    parser = ConfigParser()
+    parser.read_config(str(REPO_ROOT / "bundles" / BUNDLE / "configs" / "inference.yaml"))
+    parser.update(TINY)
+    torch.manual_seed(0)
+    network = parser.get_parsed_content("network_def")
+    (weights_dir / BUNDLE / "models").mkdir(parents=True)
+    torch.save(network.state_dict(), weights_dir / BUNDLE / "models" / "model.pt")
+
+
+def test_packaged_bundle_downloads_and_infers_in_a_fresh_folder(tmp_path):
+    """Package -> monai.bundle download from a file:// release -> download_large_files -> run inference there."""
+    _tiny_weights(tmp_path / "weights")
+    release = tmp_path / "release"
+    index = package_bundles(str(REPO_ROOT / "bundles"), str(release), names=[BUNDLE],
+                            weights_dir=str(tmp_path / "weights"))
+    version = json.loads((REPO_ROOT / "bundles" / BUNDLE / "configs" / "metadata.json").read_text())["version"]
+    entry = index[f"{BUNDLE}_v{version}"]
+    archive = release / f"{BUNDLE}_v{version}.zip"
+    assert entry["checksum"] == hashlib.md5(archive.read_bytes()).hexdigest()
+    names = zipfile.ZipFile(archive).namelist()
+    assert f"{BUNDLE}/configs/inference.yaml" in names and f"{BUNDLE}/LICENSE" in names
+    assert not any(n.endswith(".pt") for n in names)  # weights travel through large_files.yml, not the zip
+
+    fresh = tmp_path / "user"
+    fresh.mkdir()
+    python = [sys.executable, "-m", "monai.bundle"]
+    subprocess.run(python + ["download", "--name", BUNDLE, "--url", entry["source"], "--bundle_dir", str(fresh)],
+                   check=True, cwd=fresh, capture_output=True)
+    bundle = fresh / BUNDLE
+    subprocess.run(python + ["download_large_files", "--bundle_path", str(bundle)], check=True, cwd=bundle,
+                   capture_output=True)
+    assert (bundle / "models" / "model.pt").is_file()
+
+    studies = tmp_path / "studies"
+    write_heart_phantoms(str(studies), 2, "ct", (40, 36, 32), (4.0, 4.0, 4.0), seed=5)
+    overrides = []
+    for key, value in {**TINY, "dataset_dir": str(studies), "num_workers": 0}.items():
+        overrides += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+    run = subprocess.run(python + ["run", "inference", "--config_file", "configs/inference.yaml", *overrides],
+                         cwd=bundle, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    for image in sorted(studies.glob("*_image.nii.gz")):
+        written = bundle / "eval" / image.name.replace(".nii.gz", "_seg.nii.gz")
+        source, result = nib.load(image), nib.load(written)
+        assert result.shape == source.shape
+        np.testing.assert_allclose(result.affine, source.affine, atol=1e-4)
+        assert set(np.unique(np.asarray(result.dataobj))) <= {0, 500, 600, 420, 550, 205, 820, 850}
+
+
+def test_checks_pass_on_the_bundle_as_committed():
+    bundle = REPO_ROOT / "bundles" / BUNDLE
+    for check in (check_version, check_large_files, check_style, check_references):
+        assert check(bundle)
+
+
+def test_version_without_changelog_entry_is_caught(tmp_path):
+    bundle = _copy_bundle(tmp_path)
+    meta_file = bundle / "configs" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    meta["version"] = "0.2.0"
+    meta_file.write_text(json.dumps(meta, indent=4) + "\n")
+    with pytest.raises(ValueError, match="0.2.0 has no changelog entry"):
+        check_version(bundle)
+
+
+def test_style_catches_a_float_yaml_reads_as_string_and_trailing_space(tmp_path):
+    bundle = _copy_bundle(tmp_path)
+    train = bundle / "configs" / "train.yaml"
+    text = train.read_text().replace("learning_rate: 2.0e-4", "learning_rate: 2e-4   ")
+    train.write_text(text)
+    with pytest.raises(ValueError) as error:
+        check_style(bundle)
+    assert "learning_rate: '2e-4'" in str(error.value) and "trailing whitespace" in str(error.value)
+
+
+def test_a_dangling_reference_in_an_overlay_is_caught(tmp_path):
+    bundle = _copy_bundle(tmp_path)
+    overlay = bundle / "configs" / "evaluate.yaml"
+    overlay.write_text(overlay.read_text() + "extra: '@no_such_id'\n")
+    with pytest.raises(ValueError, match="evaluate.yaml: @no_such_id is not defined"):
+        check_references(bundle)
+
+
+def test_large_files_entry_without_hash_is_caught(tmp_path):
+    bundle = _copy_bundle(tmp_path)
+    (bundle / "large_files.yml").write_text("large_files:\n  - path: models/model.pt\n    url: https://x/model.pt\n")
+    with pytest.raises(ValueError, match="lacks"):
+        check_large_files(bundle)
