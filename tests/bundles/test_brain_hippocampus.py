@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
     dataset_dir, datalist = _thirty_cases(root)
     common = {**FAST, "bundle_root": str(root), "dataset_dir": dataset_dir, "datalist": datalist,
               "generate_phantoms": False}
-    run_workflow(BUNDLE, ["train.yaml"], "train", epochs=40, val_interval=10, **common)
+    run_workflow(BUNDLE, ["train.yaml"], "train", epochs=15, val_interval=15, **common)
     run_workflow(BUNDLE, ["train.yaml", "evaluate.yaml"], "train", **common)
     return root, common
 
