@@ -6,19 +6,11 @@ import pytest
 
 from xlstm_monai.data import build_datalist
 from xlstm_monai.data.phantoms import write_heart_phantoms
+from xlstm_monai.release.verify import SMOKE
 
-TINY_RUN = {
-    "network_def#embed_dim": 48,
-    "network_def#depth": 2,
-    "network_def#num_heads": 2,
-    "network_def#feature_size": 8,
-    "roi_size": [32, 32, 32],
-    "spacing": [4.5, 4.5, 4.5],
-    "num_samples": 1,
-    "num_workers": 0,
-    "cache_rate": 0.0,
-    "val_interval": 1,
-}
+# the tiny network and grid of the bundle checks (ci/verify_bundles), with a validation every epoch
+TINY_RUN = {**SMOKE["heart_seg_ct"]["network"], "num_samples": 1, "num_workers": 0, "cache_rate": 0.0,
+            "val_interval": 1}
 
 
 @pytest.fixture
