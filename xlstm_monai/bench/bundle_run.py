@@ -8,7 +8,7 @@ from pathlib import Path
 
 from monai.bundle import ConfigWorkflow
 
-__all__ = ["bundle_path", "read_structure_metrics", "run_workflow"]
+__all__ = ["bundle_path", "read_structure_metrics", "run_workflow", "shared_dataset"]
 
 
 def bundle_path(name: str, bundles_dir: str | None = None) -> Path:
@@ -18,6 +18,13 @@ def bundle_path(name: str, bundles_dir: str | None = None) -> Path:
     if not (path / "configs" / "metadata.json").is_file():
         raise FileNotFoundError(f"bundle {name!r} not found in {root} (pass bundles_dir or set XLSTM_MONAI_BUNDLES)")
     return path
+
+
+def shared_dataset(name: str, data_dir: str | None = None) -> Path:
+    """Folder of a real dataset: ``data_dir``, else $XLSTM_MONAI_DATA/name, else ../shared/data/name beside the checkout."""
+    if data_dir:
+        return Path(data_dir)
+    return Path(os.environ.get("XLSTM_MONAI_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")) / name
 
 
 def run_workflow(bundle: str | Path, configs: list[str], workflow_type: str, **overrides) -> ConfigWorkflow:

@@ -10,14 +10,13 @@ reference figure from the literature is nnU-Net's Decathlon result, about 0.90 a
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from xlstm_monai.bench.bundle_run import read_structure_metrics, run_workflow
+from xlstm_monai.bench.bundle_run import read_structure_metrics, run_workflow, shared_dataset
 from xlstm_monai.data import build_datalist
 
 __all__ = ["benchmark_hippocampus"]
@@ -47,8 +46,7 @@ def benchmark_hippocampus(
         small: a small XLSTMUNet (embed 96, 4 blocks) instead of the default network, for CPU runs.
         learning_rate: default the bundle's (both networks get the same).
     """
-    source = Path(data_dir or Path(os.environ.get("XLSTM_MONAI_DATA", Path(__file__).resolve().parents[3]
-                                                  / "shared" / "data")) / "msd_hippocampus")
+    source = shared_dataset("msd_hippocampus", data_dir)
     if not (source / "dataset.json").is_file():
         raise FileNotFoundError(f"no MSD dataset.json in {source}")
     work = Path(work_dir or tempfile.mkdtemp(prefix="hippocampus_"))

@@ -10,14 +10,13 @@ configs. Writes JSON and prints a table.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from xlstm_monai.bench.bundle_run import read_structure_metrics, run_workflow
+from xlstm_monai.bench.bundle_run import read_structure_metrics, run_workflow, shared_dataset
 from xlstm_monai.data import build_datalist
 
 __all__ = ["benchmark_sunnybrook"]
@@ -43,8 +42,7 @@ def benchmark_sunnybrook(
         small: a small XLSTMUNet (embed 96, depth 4) with a high learning rate, the CPU recipe; False trains the
             bundle's default network with its default learning rate.
     """
-    source = Path(data_dir or Path(os.environ.get("XLSTM_MONAI_DATA", Path(__file__).resolve().parents[3]
-                                                  / "shared" / "data")) / "sunnybrook_lv_mri")
+    source = shared_dataset("sunnybrook_lv_mri", data_dir)
     if not (source / "imagesTr").is_dir():
         raise FileNotFoundError(f"Sunnybrook data not found at {source}")
     work = Path(work_dir or tempfile.mkdtemp(prefix="sunnybrook_"))
