@@ -47,16 +47,31 @@ class Bench:
         benchmark_sunnybrook(data_dir=data_dir, epochs=epochs, small=small, output=output)
 
 
-    def label_efficiency(self, output: str = "runs/bench_label_efficiency.json", num_cases: int = 24,
-                         pretrain_epochs: int = 60, finetune_iterations: int = 150, scale: str = "cpu",
-                         extra_unlabeled: list[str] | None = None) -> None:
-        """Fine-tune heart_seg_ct with 10/30/100% of the labels, from the pretrain_ssl encoder and from scratch."""
-        from xlstm_monai.bench.label_efficiency import benchmark_label_efficiency
+    def label_efficiency(self, task: str = "heart_phantoms", output: str | None = None, scale: str = "cpu",
+                         extra_unlabeled: list[str] | None = None, **options) -> None:
+        """Pretrained vs random initialisation at few labels: `--task hippocampus` (real MSD Task04) or heart_phantoms.
 
-        benchmark_label_efficiency(output=output, num_cases=num_cases, pretrain_epochs=pretrain_epochs,
-                                   finetune_iterations=finetune_iterations, scale=scale,
-                                   extra_unlabeled=_strs(extra_unlabeled))
+        hippocampus options: data_dir, fractions, folds, seeds, iterations, pretrain_epochs, learning_rates,
+        tune_fold, tune_fraction, work_dir. heart_phantoms options: num_cases, pretrain_epochs, finetune_iterations.
+        """
+        if task == "hippocampus":
+            from xlstm_monai.bench.label_efficiency_hippocampus import benchmark_label_efficiency_hippocampus
 
+            for name in ("fractions", "learning_rates"):
+                if name in options:
+                    options[name] = tuple(_floats(options[name]))
+            for name in ("folds", "seeds"):
+                if name in options:
+                    options[name] = tuple(_ints(options[name]))
+            benchmark_label_efficiency_hippocampus(output=output or "runs/label_efficiency_hippocampus.json",
+                                                   scale=scale, extra_unlabeled=_strs(extra_unlabeled), **options)
+        elif task == "heart_phantoms":
+            from xlstm_monai.bench.label_efficiency import benchmark_label_efficiency
+
+            benchmark_label_efficiency(output=output or "runs/bench_label_efficiency.json", scale=scale,
+                                       extra_unlabeled=_strs(extra_unlabeled), **options)
+        else:
+            raise SystemExit(f"unknown task {task!r}: choose hippocampus or heart_phantoms")
 
     def hippocampus(self, data_dir: str | None = None, folds: list[int] | None = None, epochs: int | None = None,
                     small: bool = False, learning_rate: float | None = None,
@@ -158,6 +173,12 @@ def _ints(value) -> list[int] | None:
     if isinstance(value, (int, str)):
         value = str(value).split(",")
     return [int(v) for v in value]
+
+
+def _floats(value) -> list[float]:
+    if isinstance(value, (int, float, str)):
+        value = str(value).split(",")
+    return [float(v) for v in value]
 
 
 def _strs(value) -> list[str] | None:

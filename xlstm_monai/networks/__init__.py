@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from .pretrained import EncoderLoadReport, find_encoder, load_pretrained_encoder, read_encoder_state
+from .pretrained import EncoderLoadReport, find_encoder, load_pretrained, load_pretrained_encoder, read_encoder_state
 from .xlstm_classifier import POOLING_MODES, XlstmClassifier, XLSTMClassifier
 from .xlstm_encoder import XLSTMEncoder, XLSTMEncoderOutput, filter_xlstm_ssl
-from .xlstm_unet import XlstmUNet, XLSTMUNet
+from .xlstm_unet import XlstmUNet, XLSTMUNet, XLSTMUNetDecoder

@@ -25,7 +25,7 @@ from torch import nn
 
 from .xlstm_encoder import XLSTMEncoder, filter_xlstm_ssl
 
-__all__ = ["EncoderLoadReport", "find_encoder", "load_pretrained_encoder", "read_encoder_state"]
+__all__ = ["EncoderLoadReport", "find_encoder", "load_pretrained", "load_pretrained_encoder", "read_encoder_state"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ class EncoderLoadReport:
     unexpected: list[str] = field(default_factory=list)  # checkpoint encoder weights this network has no use for
     mismatched: list[str] = field(default_factory=list)  # same key, different shape: not loaded
     resized: list[str] = field(default_factory=list)  # position embeddings resized to this network's grid
+    decoder_loaded: list[str] = field(default_factory=list)  # U-Net decoder weights restored from the export
+    decoder_skipped: list[str] = field(default_factory=list)  # decoder weights of another shape (the output head)
 
     @property
     def ok(self) -> bool:
@@ -50,11 +52,15 @@ class EncoderLoadReport:
 
     def summary(self) -> str:
         lines = [f"pretrained encoder {self.source}: loaded {len(self.loaded)} tensors, missing {len(self.missing)}"]
+        if self.decoder_loaded or self.decoder_skipped:
+            lines.append(f"  decoder: loaded {len(self.decoder_loaded)} tensors, kept as initialised "
+                         f"{len(self.decoder_skipped)} of another shape")
         for title, keys in (
             ("missing (left as initialised)", self.missing),
             ("shape mismatch (not loaded)", self.mismatched),
             ("unexpected (not used by this network)", self.unexpected),
             ("resized", self.resized),
+            ("decoder, another shape (kept as initialised)", self.decoder_skipped),
         ):
             if keys:
                 lines.append(f"  {title}: {', '.join(keys)}")
@@ -163,4 +169,28 @@ def load_pretrained_encoder(
             f"{report.summary()}\nThe checkpoint does not match this network's encoder "
             "(check embed_dim, depth, num_heads, patch_size and in_channels against the pretraining config)."
         )
+    return report
+
+
+def load_pretrained(network: nn.Module, checkpoint: str | os.PathLike | Mapping, strict: bool = True) -> EncoderLoadReport:
+    """
+    Load a ``pretrain_ssl`` export into ``network``: the encoder as :func:`load_pretrained_encoder` does and, when
+    the export also holds a U-Net decoder (``decoder.*`` keys, from restoration pretraining) and the network has
+    one, every decoder weight of the same shape; the rest (the output head, sized for the task's classes) stays
+    as initialised and is listed in the report.
+    """
+    source = str(checkpoint) if not isinstance(checkpoint, Mapping) else "<state dict>"
+    loaded = _load(checkpoint)
+    report = load_pretrained_encoder(network, loaded, strict=strict)
+    report.source = source
+    state = loaded.get("state_dict", loaded)
+    saved = {k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.") and isinstance(v, torch.Tensor)}
+    decoder = getattr(getattr(network, "module", network), "decoder", None)
+    if saved and isinstance(decoder, nn.Module):
+        own = decoder.state_dict()
+        usable = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
+        report.decoder_skipped = sorted(f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" if k in own else k
+                                        for k, v in saved.items() if k not in usable)
+        _, report.decoder_loaded, _ = copy_model_state(decoder, usable, inplace=True)
+        logger.info(report.summary())
     return report

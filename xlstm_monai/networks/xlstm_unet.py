@@ -19,112 +19,47 @@ from monai.networks.blocks import UnetOutBlock, UnetrBasicBlock, UnetrPrUpBlock,
 from monai.utils import ensure_tuple_rep
 from torch import nn
 
-from .xlstm_encoder import XLSTMEncoder
+from .xlstm_encoder import XLSTMEncoder, XLSTMEncoderOutput
 
-__all__ = ["XLSTMUNet", "XlstmUNet"]
+__all__ = ["XLSTMUNet", "XLSTMUNetDecoder", "XlstmUNet"]
 
 
-class XLSTMUNet(nn.Module):
+class XLSTMUNetDecoder(nn.Module):
     """
-    Beck et al., "xLSTM: Extended Long Short-Term Memory", NeurIPS 2024, https://arxiv.org/abs/2405.04517.
-    Alkin et al., "Vision-LSTM: xLSTM as Generic Vision Backbone", ICLR 2025, https://arxiv.org/abs/2406.04303.
-    Hatamizadeh et al., "UNETR: Transformers for 3D Medical Image Segmentation", WACV 2022,
-    https://arxiv.org/abs/2103.10504.
+    The convolutional half of :class:`XLSTMUNet`: a light convolutional path from the input image, skip
+    connections that sum it with upsampled token maps of the encoder, and UNETR's up-blocks from the bottleneck to
+    ``out_channels`` at input resolution. A module of its own so that self-supervised pretraining can train it
+    (masked restoration through the whole U-shape) and fine-tuning can load it key for key.
+
+    Args:
+        in_channels: image channels.
+        out_channels: output channels (logits, or restored intensities in pretraining).
+        embed_dim: token dimension of the encoder.
+        patch_size: isotropic patch size of the encoder, a power of two >= 4.
+        skip_sources: for each skip stage (fine to coarse), the index into the encoder's ``hidden_states``.
+        feature_size: channels of the full-resolution stage, doubled at each coarser stage.
+        norm_name: normalisation of the convolution blocks.
+        res_block: residual convolution blocks.
+        spatial_dims: number of spatial dims.
     """
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        img_size: Sequence[int] | int = 96,
+        embed_dim: int,
+        patch_size: int,
+        skip_sources: Sequence[int],
         feature_size: int = 16,
-        embed_dim: int = 384,
-        depth: int = 12,
-        num_heads: int = 6,
-        patch_size: int = 8,
         norm_name: tuple | str = "instance",
         res_block: bool = True,
-        dropout_rate: float = 0.0,
-        dropout_path_rate: float = 0.0,
-        mlstm_kernel: str | Mapping[str, str] = "auto",
-        kernel_dtype: str = "bfloat16",
-        chunk_size: int = 64,
-        use_checkpoint: bool = False,
         spatial_dims: int = 3,
     ) -> None:
-        """
-        The encoder is an :class:`XLSTMEncoder` (no class or mask token) stored under ``encoder.``, so a
-        pretrained encoder checkpoint loads into it key for key. The decoder is UNETR's: the encoder's
-        intermediate token maps are upsampled into skip connections, summed with a light convolutional path from
-        the input that keeps fine detail, and merged from the bottleneck upwards to ``out_channels`` logits at
-        input resolution.
-
-        Args:
-            in_channels: dimension of input channels.
-            out_channels: dimension of output channels (logits).
-            img_size: reference input size of the encoder's position embedding; inputs of other sizes that the
-                patch grid tiles are accepted. Defaults to 96.
-            feature_size: channels of the full-resolution decoder stage, doubled at each coarser stage. Defaults to 16.
-            embed_dim: token dimension of the encoder. Defaults to 384.
-            depth: number of mLSTM blocks. Defaults to 12.
-            num_heads: number of mLSTM heads. Defaults to 6.
-            patch_size: isotropic patch size, a power of two >= 4; the decoder has log2(patch_size) stages.
-                Defaults to 8.
-            norm_name: feature normalization type and arguments of the decoder. Defaults to "instance".
-            res_block: use residual convolution blocks in the decoder. Defaults to True.
-            dropout_rate: dropout after the position embedding. Defaults to 0.0.
-            dropout_path_rate: stochastic depth rate of the encoder. Defaults to 0.0.
-            mlstm_kernel: mLSTM kernel choice, see :class:`XLSTMEncoder`. Defaults to "auto".
-            kernel_dtype: compute dtype of the mLSTM kernel under autocast. Defaults to "bfloat16".
-            chunk_size: chunk length of the chunkwise kernels. Defaults to 64.
-            use_checkpoint: gradient checkpointing in the encoder. Defaults to False.
-            spatial_dims: number of spatial dims. Defaults to 3.
-
-        Examples::
-
-            # for single channel input 4-channel output with 96^3 training crops
-            >>> net = XLSTMUNet(in_channels=1, out_channels=4, img_size=96)
-
-            # for 4-channel input 3-channel output with 128^3 crops and 16^3 patches
-            >>> net = XLSTMUNet(in_channels=4, out_channels=3, img_size=128, patch_size=16)
-
-            # for a small, fast model on 64^3 crops
-            >>> net = XLSTMUNet(1, 8, img_size=64, feature_size=8, embed_dim=96, depth=4, num_heads=2)
-        """
         super().__init__()
-        if isinstance(patch_size, Sequence):
-            if len(set(patch_size)) != 1:
-                raise ValueError(f"XLSTMUNet needs an isotropic patch_size, got {tuple(patch_size)}.")
-            patch_size = patch_size[0]
-        num_stages = int(round(math.log2(patch_size))) if patch_size > 0 else 0
-        if num_stages < 2 or 2**num_stages != patch_size:
-            raise ValueError(f"patch_size should be a power of two >= 4, got {patch_size}.")
-        if feature_size < 1:
-            raise ValueError(f"feature_size should be positive, got {feature_size}.")
-        self.in_channels = in_channels
+        num_stages = int(round(math.log2(patch_size)))
         self.patch_size = ensure_tuple_rep(patch_size, spatial_dims)
-        # one token map per skip stage between full resolution and the bottleneck, shallow maps to fine stages
-        skip_blocks = [max(math.ceil(depth * (s + 1) / num_stages) - 1, 0) for s in range(num_stages - 1)]
-        out_indices = sorted(set(skip_blocks))
-        self.encoder = XLSTMEncoder(
-            in_channels=in_channels,
-            img_size=img_size,
-            patch_size=patch_size,
-            embed_dim=embed_dim,
-            depth=depth,
-            num_heads=num_heads,
-            num_cls_tokens=0,
-            mask_token=False,
-            out_indices=out_indices,
-            dropout_rate=dropout_rate,
-            dropout_path_rate=dropout_path_rate,
-            mlstm_kernel=mlstm_kernel,
-            kernel_dtype=kernel_dtype,
-            chunk_size=chunk_size,
-            use_checkpoint=use_checkpoint,
-            spatial_dims=spatial_dims,
-        )
-        self.skip_sources = [out_indices.index(b) for b in skip_blocks]  # hidden state feeding each skip stage
+        self.skip_sources = list(skip_sources)
+        self.feature_size = feature_size
         channels = [feature_size * 2**s for s in range(num_stages + 1)]  # stage s at 1 / 2**s resolution
 
         def conv_block(cin: int, cout: int, stride: int) -> UnetrBasicBlock:
@@ -160,24 +95,144 @@ class XLSTMUNet(nn.Module):
         )
         self.out = UnetOutBlock(spatial_dims, channels[0], out_channels)
 
-    def forward(self, x_in: torch.Tensor) -> torch.Tensor:
-        encoded = self.encoder(x_in)
+    def forward(self, x_in: torch.Tensor, encoded: XLSTMEncoderOutput) -> torch.Tensor:
+        """
+        Args:
+            x_in: the image, (B, in_channels, *spatial).
+            encoded: the encoder's output for it (or for a masked copy of it).
+        """
         grid = [s // p for s, p in zip(x_in.shape[2:], self.patch_size)]
-        batch = x_in.shape[0]
-        bottom = encoded.tokens.transpose(1, 2).reshape(batch, -1, *grid)  # (B, C, *grid)
+        bottom = encoded.tokens.transpose(1, 2).reshape(x_in.shape[0], -1, *grid)  # (B, C, *grid)
         skips = []
         feature = x_in
         for stage, conv in enumerate(self.conv_path):
             feature = conv(feature)  # (B, channels[stage], *spatial / 2**stage)
             if stage > 0:
-                feature_from_tokens = self.token_skips[stage - 1](encoded.hidden_states[self.skip_sources[stage - 1]])
-                skips.append(feature + feature_from_tokens)
-            else:
-                skips.append(feature)
+                from_tokens = self.token_skips[stage - 1](encoded.hidden_states[self.skip_sources[stage - 1]])
+                feature = feature + from_tokens
+            skips.append(feature)
         out = self.bottleneck(bottom)  # (B, channels[-1], *grid)
         for stage in reversed(range(len(self.decoders))):
             out = self.decoders[stage](out, skips[stage])  # (B, channels[stage], *spatial / 2**stage)
         return self.out(out)
+
+
+class XLSTMUNet(nn.Module):
+    """
+    Beck et al., "xLSTM: Extended Long Short-Term Memory", NeurIPS 2024, https://arxiv.org/abs/2405.04517.
+    Alkin et al., "Vision-LSTM: xLSTM as Generic Vision Backbone", ICLR 2025, https://arxiv.org/abs/2406.04303.
+    Hatamizadeh et al., "UNETR: Transformers for 3D Medical Image Segmentation", WACV 2022,
+    https://arxiv.org/abs/2103.10504.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        img_size: Sequence[int] | int = 96,
+        feature_size: int = 16,
+        embed_dim: int = 384,
+        depth: int = 12,
+        num_heads: int = 6,
+        patch_size: int = 8,
+        norm_name: tuple | str = "instance",
+        res_block: bool = True,
+        dropout_rate: float = 0.0,
+        dropout_path_rate: float = 0.0,
+        mlstm_kernel: str | Mapping[str, str] = "auto",
+        kernel_dtype: str = "bfloat16",
+        chunk_size: int = 64,
+        use_checkpoint: bool = False,
+        num_cls_tokens: int = 0,
+        mask_token: bool = False,
+        spatial_dims: int = 3,
+    ) -> None:
+        """
+        The network is an :class:`XLSTMEncoder` stored under ``encoder.`` and an :class:`XLSTMUNetDecoder` under
+        ``decoder.``, so a ``pretrain_ssl`` export loads into it key for key: the encoder alone, or both halves
+        when the pretraining restored masked volumes through the whole U-shape.
+
+        Args:
+            in_channels: dimension of input channels.
+            out_channels: dimension of output channels (logits).
+            img_size: reference input size of the encoder's position embedding; inputs of other sizes that the
+                patch grid tiles are accepted. Defaults to 96.
+            feature_size: channels of the full-resolution decoder stage, doubled at each coarser stage. Defaults to 16.
+            embed_dim: token dimension of the encoder. Defaults to 384.
+            depth: number of mLSTM blocks. Defaults to 12.
+            num_heads: number of mLSTM heads. Defaults to 6.
+            patch_size: isotropic patch size, a power of two >= 4; the decoder has log2(patch_size) stages.
+                Defaults to 8.
+            norm_name: feature normalization type and arguments of the decoder. Defaults to "instance".
+            res_block: use residual convolution blocks in the decoder. Defaults to True.
+            dropout_rate: dropout after the position embedding. Defaults to 0.0.
+            dropout_path_rate: stochastic depth rate of the encoder. Defaults to 0.0.
+            mlstm_kernel: mLSTM kernel choice, see :class:`XLSTMEncoder`. Defaults to "auto".
+            kernel_dtype: compute dtype of the mLSTM kernel under autocast. Defaults to "bfloat16".
+            chunk_size: chunk length of the chunkwise kernels. Defaults to 64.
+            use_checkpoint: gradient checkpointing in the encoder. Defaults to False.
+            num_cls_tokens: class tokens of the encoder; only self-supervised pretraining uses them. Defaults to 0.
+            mask_token: a mask token in the encoder, for masked pretraining. Defaults to False.
+            spatial_dims: number of spatial dims. Defaults to 3.
+
+        Examples::
+
+            # for single channel input 4-channel output with 96^3 training crops
+            >>> net = XLSTMUNet(in_channels=1, out_channels=4, img_size=96)
+
+            # for 4-channel input 3-channel output with 128^3 crops and 16^3 patches
+            >>> net = XLSTMUNet(in_channels=4, out_channels=3, img_size=128, patch_size=16)
+
+            # for a small, fast model on 64^3 crops
+            >>> net = XLSTMUNet(1, 8, img_size=64, feature_size=8, embed_dim=96, depth=4, num_heads=2)
+        """
+        super().__init__()
+        if isinstance(patch_size, Sequence):
+            if len(set(patch_size)) != 1:
+                raise ValueError(f"XLSTMUNet needs an isotropic patch_size, got {tuple(patch_size)}.")
+            patch_size = patch_size[0]
+        num_stages = int(round(math.log2(patch_size))) if patch_size > 0 else 0
+        if num_stages < 2 or 2**num_stages != patch_size:
+            raise ValueError(f"patch_size should be a power of two >= 4, got {patch_size}.")
+        if feature_size < 1:
+            raise ValueError(f"feature_size should be positive, got {feature_size}.")
+        self.in_channels = in_channels
+        self.patch_size = ensure_tuple_rep(patch_size, spatial_dims)
+        # one token map per skip stage between full resolution and the bottleneck, shallow maps to fine stages
+        skip_blocks = [max(math.ceil(depth * (s + 1) / num_stages) - 1, 0) for s in range(num_stages - 1)]
+        out_indices = sorted(set(skip_blocks))
+        self.encoder = XLSTMEncoder(
+            in_channels=in_channels,
+            img_size=img_size,
+            patch_size=patch_size,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            num_cls_tokens=num_cls_tokens,
+            mask_token=mask_token,
+            out_indices=out_indices,
+            dropout_rate=dropout_rate,
+            dropout_path_rate=dropout_path_rate,
+            mlstm_kernel=mlstm_kernel,
+            kernel_dtype=kernel_dtype,
+            chunk_size=chunk_size,
+            use_checkpoint=use_checkpoint,
+            spatial_dims=spatial_dims,
+        )
+        self.decoder = XLSTMUNetDecoder(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            embed_dim=embed_dim,
+            patch_size=patch_size,
+            skip_sources=[out_indices.index(b) for b in skip_blocks],
+            feature_size=feature_size,
+            norm_name=norm_name,
+            res_block=res_block,
+            spatial_dims=spatial_dims,
+        )
+
+    def forward(self, x_in: torch.Tensor) -> torch.Tensor:
+        return self.decoder(x_in, self.encoder(x_in))
 
 
 XlstmUNet = XLSTMUNet

@@ -33,9 +33,14 @@ def _atomic_save(obj, path: str) -> None:
 def export_teacher_encoder(model: StudentTeacher, checkpoint: str, output: str) -> str:
     """
     Load a ``pretrain_ssl`` checkpoint (``last.pt`` with a "model" entry, or a bare state dict) into ``model``,
-    and write its teacher encoder's weights and hyper-parameters to ``output`` (``{"state_dict",
-    "hyper_parameters"}``) plus the hyper-parameters as JSON beside it (``encoder.json``). The teacher, the
-    EMA of the student, is the better encoder in DINO-style training. Returns ``output``.
+    and write what fine-tuning starts from to ``output`` (``{"state_dict", "hyper_parameters"}``), plus the
+    hyper-parameters as JSON beside it (``encoder.json``):
+
+    * the teacher encoder under ``encoder.``: the EMA of the student, the better encoder in DINO-style training;
+    * when the pretraining restored voxels through a U-Net decoder, the student's decoder under ``decoder.``
+      (the teacher has none), so an :class:`XLSTMUNet` of the same settings loads both halves key for key.
+
+    Returns ``output``.
     """
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"pretraining checkpoint not found: {checkpoint} (train first)")
@@ -44,7 +49,12 @@ def export_teacher_encoder(model: StudentTeacher, checkpoint: str, output: str) 
     model.load_state_dict(state.get("model", state))
     encoder = model.teacher["encoder"]
     hyper_parameters = encoder.hyper_parameters()
-    _atomic_save({"state_dict": encoder.state_dict(), "hyper_parameters": hyper_parameters}, output)
+    weights = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
+    if model.restores_voxels:
+        decoder = model.student["decoder"]
+        weights.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
+        hyper_parameters["decoder"] = {"feature_size": decoder.feature_size}
+    _atomic_save({"state_dict": weights, "hyper_parameters": hyper_parameters}, output)
     with open(os.path.splitext(output)[0] + ".json", "w") as handle:
         json.dump(hyper_parameters, handle, indent=2)
     logger.info(f"exported the teacher encoder of {checkpoint} to {output}: {hyper_parameters}")

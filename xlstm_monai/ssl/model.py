@@ -7,11 +7,11 @@ import copy
 import torch
 from torch import nn
 
-from xlstm_monai.networks import XLSTMEncoder
+from xlstm_monai.networks import XLSTMEncoder, XLSTMUNet
 
 from .heads import ProjectionHead, ReconstructionHead
 
-__all__ = ["StudentTeacher", "patchify", "random_token_mask"]
+__all__ = ["StudentTeacher", "patchify", "random_token_mask", "token_mask_to_voxels"]
 
 _TEACHER_PARTS = ("encoder", "head", "patch_head")
 
@@ -29,6 +29,14 @@ def patchify(x: torch.Tensor, patch_size: tuple[int, ...]) -> torch.Tensor:
     return x.permute(order).reshape(b, -1, c * int(torch.tensor(patch_size).prod()))
 
 
+def token_mask_to_voxels(masks: torch.Tensor, grid: tuple[int, ...], patch_size: tuple[int, ...]) -> torch.Tensor:
+    """(B, N) token mask -> (B, 1, *spatial) voxel mask: every voxel of a masked patch is True."""
+    voxels = masks.reshape(masks.shape[0], 1, *grid)
+    for axis, p in enumerate(patch_size):
+        voxels = voxels.repeat_interleave(p, dim=2 + axis)
+    return voxels
+
+
 def random_token_mask(batch: int, num_tokens: int, ratio: float, device: torch.device | str = "cpu") -> torch.Tensor:
     """(B, N) bool mask with exactly round(ratio * N) True positions per sample (at least one, at most N - 1)."""
     if not 0.0 < ratio < 1.0:
@@ -42,11 +50,17 @@ class StudentTeacher(nn.Module):
     """
     Student-teacher model of ``pretrain_ssl``, after DINO (Caron et al., 2021) and iBOT (Zhou et al., 2022) and
     the VolTA-3D recipe for volumes: the student encoder (with a mask token) feeds a class-token head, a
-    patch-token head and a light reconstruction decoder; the teacher is a copy of the encoder and both heads that
+    patch-token head and a reconstruction decoder; the teacher is a copy of the encoder and both heads that
     is never trained by gradients, only moved towards the student by :meth:`update_teacher`.
 
+    The reconstruction decoder is either a light linear head on the masked tokens (given an
+    :class:`XLSTMEncoder`) or, given an :class:`XLSTMUNet`, the U-Net's whole convolutional decoder: the masked
+    patches are then blanked in the image as well (the decoder's convolutional path must not see them) and
+    restored through the U-shape, so fine-tuning starts with a pretrained decoder as well as a pretrained encoder.
+
     Args:
-        encoder: the student :class:`XLSTMEncoder`; it needs a class token and a mask token.
+        encoder: the student :class:`XLSTMEncoder`, or an :class:`XLSTMUNet` with as many output channels as
+            input channels; it needs a class token and a mask token.
         out_dim: prototypes of the class-token head. Defaults to 4096.
         patch_out_dim: prototypes of the patch-token head. Defaults to 4096.
         hidden_dim: MLP width of the heads. Defaults to 1024.
@@ -55,23 +69,31 @@ class StudentTeacher(nn.Module):
 
     def __init__(
         self,
-        encoder: XLSTMEncoder,
+        encoder: XLSTMEncoder | XLSTMUNet,
         out_dim: int = 4096,
         patch_out_dim: int = 4096,
         hidden_dim: int = 1024,
         bottleneck_dim: int = 256,
     ) -> None:
         super().__init__()
+        decoder: nn.Module | None = None
+        if isinstance(encoder, XLSTMUNet):
+            decoder = encoder.decoder
+            if decoder.out.conv.conv.out_channels != encoder.in_channels:
+                raise ValueError("a U-Net restores the image: out_channels should equal in_channels.")
+            encoder = encoder.encoder
         if encoder.cls_token is None or encoder.mask_token is None:
             raise ValueError("the SSL encoder needs num_cls_tokens >= 1 and mask_token=True.")
+        self.restores_voxels = decoder is not None
         dim = encoder.embed_dim
-        patch_voxels = encoder.in_channels * int(torch.tensor(encoder.patch_size).prod())
+        if decoder is None:
+            decoder = ReconstructionHead(dim, encoder.in_channels * int(torch.tensor(encoder.patch_size).prod()))
         self.student = nn.ModuleDict(
             {
                 "encoder": encoder,
                 "head": ProjectionHead(dim, out_dim, hidden_dim, bottleneck_dim),
                 "patch_head": ProjectionHead(dim, patch_out_dim, hidden_dim, bottleneck_dim),
-                "decoder": ReconstructionHead(dim, patch_voxels),
+                "decoder": decoder,
             }
         )
         self.teacher = nn.ModuleDict({name: copy.deepcopy(self.student[name]) for name in _TEACHER_PARTS})
@@ -106,17 +128,26 @@ class StudentTeacher(nn.Module):
             teacher_embedding = teacher.cls_tokens[:, 0]  # (V*B, D)
             teacher_cls = self.teacher["head"](teacher_embedding)  # (V*B, K)
             teacher_patch = self.teacher["patch_head"](teacher.tokens[masks])  # (M, Kp)
-        student = self.student["encoder"](global_views, mask=masks)
+        student_input = global_views
+        if self.restores_voxels:  # the decoder's convolutional path reads the image: blank the masked patches
+            grid = self.student["encoder"].grid_size(global_views.shape[2:])
+            student_input = global_views.masked_fill(token_mask_to_voxels(masks, grid, self.patch_size), 0.0)
+        student = self.student["encoder"](student_input, mask=masks)
         student_cls = [student.cls_tokens[:, 0]]
         if local_views is not None and local_views.numel():
             student_cls.append(self.student["encoder"](local_views).cls_tokens[:, 0])
         masked_tokens = student.tokens[masks]  # (M, D)
+        if self.restores_voxels:
+            restored = self.student["decoder"](student_input, student)  # (V*B, C, *global)
+            reconstruction = patchify(restored, self.patch_size)[masks]
+        else:
+            reconstruction = self.student["decoder"](masked_tokens)
         return {
             "teacher_cls": teacher_cls,
             "student_cls": self.student["head"](torch.cat(student_cls)),  # ((V+W)*B, K)
             "teacher_patch": teacher_patch,
             "student_patch": self.student["patch_head"](masked_tokens),  # (M, Kp)
-            "reconstruction": self.student["decoder"](masked_tokens),  # (M, C*prod(patch))
+            "reconstruction": reconstruction,  # (M, C*prod(patch))
             "teacher_embedding": teacher_embedding,
             "masks": masks,
             "patch_size": self.patch_size,

@@ -1,0 +1,262 @@
+"""
+Label efficiency on real brain MRI: does the pretrained XLSTMUNet beat random initialisation when labels are few?
+
+On an MSD Task04 folder (default: the 200 cases under $XLSTM_MONAI_DATA/msd_hippocampus):
+
+1. A 5-fold datalist (seed 0). For each reported fold, ``pretrain_ssl`` (train.yaml + brain_mri.yaml) pretrains
+   on the **images only** of that fold's training folds (plus any ``extra_unlabeled`` folders), so pretraining
+   never sees the images it is evaluated on; the export holds the encoder and the U-Net decoder.
+2. ``brain_hippocampus`` is fine-tuned from that export ("pretrained") and from random initialisation ("random")
+   on nested label subsets of the training folds (the datalist builder's ``label_fraction``), for the same
+   number of iterations whatever the subset, and evaluated with its evaluate.yaml on the fold's fully labeled
+   validation cases (final weights: no checkpoint is picked on the validation fold).
+3. Learning rates are chosen the same way for both arms: the best of one grid per arm on a tuning fold that is
+   not reported (its own pretraining, ``tune_fraction`` of the labels, seed 0).
+
+Every unit of work (a pretraining, a fine-tuning run) is cached under ``work_dir``, so an interrupted run resumes
+where it stopped. Writes JSON (``runs``: one record per fraction, arm, fold and seed) and prints the table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from xlstm_monai.bench.bundle_run import read_structure_metrics, run_workflow, shared_dataset
+from xlstm_monai.data import build_datalist
+from xlstm_monai.data.datalist import scan_images
+
+__all__ = ["SCALES", "benchmark_label_efficiency_hippocampus", "format_report"]
+
+ARMS = ("pretrained", "random")
+SCALES = {
+    # CPU: the small XLSTMUNet (embed 96, 4 blocks) of the hippocampus CPU recipe; whole 48x64x48 volumes
+    "cpu": {
+        "network": {"embed_dim": 96, "depth": 4, "num_heads": 2, "feature_size": 8},
+        "batch_size": 2,
+        "iterations": 300,
+        "pretrain": {"epochs": 8, "batch_size": 2, "learning_rate": 1.0e-3, "warmup_epochs": 1},
+        "learning_rates": (1.0e-3, 3.0e-3),
+    },
+    # GPU: the bundles' default networks and longer schedules
+    "full": {
+        "network": {},
+        "batch_size": 4,
+        "iterations": 3000,
+        "pretrain": {"epochs": 100, "batch_size": 4, "learning_rate": 5.0e-4, "warmup_epochs": 10},
+        "learning_rates": (1.0e-4, 3.0e-4, 1.0e-3),
+    },
+}
+
+
+def _prefixed(prefix: str, settings: dict) -> dict:
+    return {f"{prefix}#{k}": v for k, v in settings.items()}
+
+
+def _key(*settings) -> str:
+    """Short hash of the settings a cached unit depends on: other settings, another cache folder."""
+    return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+class _Study:
+    """The cached units of one benchmark run: datalists, pretrainings and fine-tuning runs under ``work``."""
+
+    def __init__(self, source: Path, work: Path, scale: dict, iterations: int, pretrain: dict,
+                 extra_unlabeled: list[str]) -> None:
+        self.source, self.work, self.scale = source, work, scale
+        self.iterations, self.pretrain_settings = iterations, pretrain
+        self.extra_unlabeled = extra_unlabeled
+        self.folds = build_datalist(str(source), str(work / "datalists" / "folds.json"), num_folds=5, seed=0)
+
+    def datalist(self, fraction: float, fold: int) -> Path:
+        path = self.work / "datalists" / f"fold{fold}_labels{fraction:g}.json"
+        if not path.is_file():
+            build_datalist(str(self.source), str(path), num_folds=5, fold=fold, seed=0, label_fraction=fraction,
+                           base_dir=str(self.source))
+        return path
+
+    def pretrained(self, fold: int) -> Path:
+        """The export of a pretraining on the images of every fold but ``fold`` (labels unused)."""
+        key = _key(self.scale["network"], self.pretrain_settings, self.extra_unlabeled)
+        root = self.work / f"pretrain_{key}" / f"fold{fold}"
+        export = root / "models" / "encoder.pt"
+        if export.is_file():
+            return export
+        images = [{"image": str(self.source / c["image"]), "modality": "MRI"}
+                  for c in self.folds["training"] if int(c["fold"]) != fold]
+        images += [{"image": c["image"], "modality": c["modality"]}
+                   for spec in self.extra_unlabeled for c in scan_images(spec, "MRI")]
+        datalist = root / "images.json"
+        datalist.parent.mkdir(parents=True, exist_ok=True)
+        datalist.write_text(json.dumps({"training": images}, indent=1))
+        settings = dict(self.pretrain_settings)
+        overrides = {
+            "bundle_root": str(root), "dataset_dir": str(self.source), "datalist": str(datalist),
+            "generate_phantoms": False, "num_workers": 0, **_prefixed("encoder_def", self.scale["network"]),
+            **settings,
+        }
+        tqdm.write(f"pretraining for fold {fold} on {len(images)} unlabeled images, {settings['epochs']} epochs")
+        run_workflow("pretrain_ssl", ["train.yaml", "brain_mri.yaml"], "train", **overrides)
+        run_workflow("pretrain_ssl", ["train.yaml", "brain_mri.yaml", "export.yaml"], "train", **overrides)
+        return export
+
+    def finetune(self, fraction: float, arm: str, fold: int, seed: int, learning_rate: float) -> dict:
+        """One fine-tuning run and its evaluation, cached as result.json."""
+        key = _key(self.scale["network"], self.scale["batch_size"], self.iterations,
+                   self.pretrain_settings if arm == "pretrained" else None, self.extra_unlabeled)
+        root = self.work / f"finetune_{key}" / f"labels{fraction:g}_{arm}_fold{fold}_seed{seed}_lr{learning_rate:g}"
+        result_file = root / "result.json"
+        if result_file.is_file():
+            return json.loads(result_file.read_text())
+        if root.exists():  # an interrupted run: start it again from scratch
+            shutil.rmtree(root)
+        datalist = self.datalist(fraction, fold)
+        labeled = sum(1 for c in json.loads(datalist.read_text())["training"] if int(c["fold"]) != fold)
+        batches = math.ceil(labeled / self.scale["batch_size"])
+        epochs = math.ceil(self.iterations / batches)
+        common = {
+            "bundle_root": str(root), "dataset_dir": str(self.source), "datalist": str(datalist), "fold": fold,
+            "generate_phantoms": False, "resume": False, "num_workers": 0, "seed": seed,
+            "batch_size": self.scale["batch_size"], **_prefixed("network_def", self.scale["network"]),
+        }
+        pretrained = str(self.pretrained(fold)) if arm == "pretrained" else ""
+        began = time.time()
+        run_workflow("brain_hippocampus", ["train.yaml"], "train", epochs=epochs, val_interval=epochs,
+                     learning_rate=learning_rate, warmup_epochs=max(epochs // 10, 1),
+                     pretrained_encoder=pretrained, **common)
+        minutes = (time.time() - began) / 60
+        run_workflow("brain_hippocampus", ["train.yaml", "evaluate.yaml"], "train", **common)
+        metrics = read_structure_metrics(root / "eval")
+        result = {
+            "label_fraction": fraction, "arm": arm, "fold": fold, "seed": seed, "learning_rate": learning_rate,
+            "labeled_cases": labeled, "iterations": epochs * batches, "train_minutes": minutes,
+            "dice": float(np.mean([m["val_mean_dice"] for m in metrics.values()])),
+            "hd95_mm": float(np.mean([m["val_hd95"] for m in metrics.values()])),
+            "per_structure_dice": {k: m["val_mean_dice"] for k, m in metrics.items()},
+        }
+        result_file.write_text(json.dumps(result, indent=2))
+        for heavy in ("models", "eval"):  # keep the figures, not the weights and predictions of every run
+            shutil.rmtree(root / heavy, ignore_errors=True)
+        return result
+
+
+def benchmark_label_efficiency_hippocampus(
+    data_dir: str | None = None,
+    fractions: tuple[float, ...] = (0.05, 0.1, 0.3, 1.0),
+    folds: tuple[int, ...] = (0, 1, 2),
+    seeds: tuple[int, ...] = (0, 1),
+    scale: str = "cpu",
+    iterations: int | None = None,
+    pretrain_epochs: int | None = None,
+    learning_rates: tuple[float, ...] | None = None,
+    tune_fold: int = 4,
+    tune_fraction: float = 0.1,
+    extra_unlabeled: list[str] | None = None,
+    work_dir: str = "runs/label_efficiency_hippocampus",
+    output: str = "runs/label_efficiency_hippocampus.json",
+) -> dict:
+    """
+    Args:
+        data_dir: MSD Task04 folder; default $XLSTM_MONAI_DATA/msd_hippocampus or ../shared/data beside the checkout.
+        fractions: shares of the training folds' labels (nested subsets).
+        folds: reported validation folds (each with its own pretraining).
+        seeds: fine-tuning seeds (initialisation of what is not pretrained, augmentation, batch order).
+        scale: "cpu" (small network, minutes per run) or "full" (bundle defaults, a GPU).
+        iterations: optimiser steps of every fine-tuning run; default the scale's.
+        pretrain_epochs: epochs of each pretraining; default the scale's.
+        learning_rates: the grid each arm's learning rate is chosen from on ``tune_fold``.
+        tune_fold: the fold the learning rates are chosen on; it is never reported.
+        tune_fraction: label share of the learning-rate choice.
+        extra_unlabeled: further folders of unlabeled T1 MRI for pretraining (e.g. ../shared/data/ixi_t1/images).
+        work_dir: cache of every unit; a second call with the same settings resumes.
+    """
+    if tune_fold in folds:
+        raise ValueError(f"the tuning fold {tune_fold} must not be a reported fold {tuple(folds)}")
+    settings = SCALES[scale]
+    source = shared_dataset("msd_hippocampus", data_dir)
+    if not (source / "dataset.json").is_file():
+        raise FileNotFoundError(f"no MSD dataset.json in {source}")
+    work = Path(work_dir)
+    pretrain = {**settings["pretrain"], **({"epochs": int(pretrain_epochs)} if pretrain_epochs else {})}
+    study = _Study(source, work, settings, int(iterations or settings["iterations"]), pretrain,
+                   list(extra_unlabeled or []))
+    grid = tuple(float(lr) for lr in (learning_rates or settings["learning_rates"]))
+    started = time.time()
+
+    units = [(tune_fraction, arm, tune_fold, 0, lr) for arm in ARMS for lr in grid]
+    units += [(f, arm, fold, seed, None) for f in fractions for fold in folds for seed in seeds for arm in ARMS]
+    tuning, runs, chosen = [], [], {}
+    with tqdm(total=len(units), desc="label efficiency", unit="run") as progress:
+        for fraction, arm, fold, seed, lr in units:
+            if lr is None:  # a reported run: the arm's learning rate from the tuning fold
+                if arm not in chosen:
+                    chosen[arm] = max((t for t in tuning if t["arm"] == arm), key=lambda t: t["dice"])["learning_rate"]
+                lr = chosen[arm]
+            result = study.finetune(fraction, arm, fold, seed, lr)
+            (tuning if fold == tune_fold else runs).append(result)
+            progress.set_postfix_str(f"{fraction:.0%} {arm} fold {fold} seed {seed}: Dice {result['dice']:.3f}")
+            progress.update()
+
+    report = {
+        "task": "hippocampus", "command": _command(locals_=dict(
+            scale=scale, fractions=fractions, folds=folds, seeds=seeds, iterations=study.iterations,
+            pretrain_epochs=pretrain["epochs"], learning_rates=grid, tune_fold=tune_fold,
+            tune_fraction=tune_fraction, extra_unlabeled=extra_unlabeled)),
+        "data": str(source), "scale": scale, "settings": {**settings, "iterations": study.iterations,
+                                                          "pretrain": pretrain},
+        "learning_rate_choice": {"fold": tune_fold, "label_fraction": tune_fraction, "grid": list(grid),
+                                 "chosen": chosen, "runs": tuning},
+        "wall_minutes": (time.time() - started) / 60, "runs": runs,
+    }
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(json.dumps(report, indent=2))
+    print(format_report(report))
+    print(f"written: {output}")
+    return report
+
+
+def _command(locals_: dict) -> str:
+    args = " ".join(f"--{k} {','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                    for k, v in locals_.items() if v is not None)
+    return f"xlstm-monai bench label-efficiency --task hippocampus {args}"
+
+
+def _paired_gains(runs: list[dict], fraction: float) -> dict[tuple[int, int], float]:
+    by = {(r["arm"], r["fold"], r["seed"]): r["dice"] for r in runs if r["label_fraction"] == fraction}
+    return {(fold, seed): 100 * (by[("pretrained", fold, seed)] - dice)
+            for (arm, fold, seed), dice in by.items() if arm == "random" and ("pretrained", fold, seed) in by}
+
+
+def format_report(report: dict) -> str:
+    """Per-fold Dice of each arm (mean over seeds), mean +- sd per arm, and the paired gain with its sd."""
+    runs = report["runs"]
+    folds = sorted({r["fold"] for r in runs})
+    fold_cols = " | ".join(f"fold {f} random / pretrained" for f in folds)
+    lines = [f"| labels | cases | {fold_cols} | random mean +- sd | pretrained mean +- sd | gain (points) mean +- sd "
+             "| folds with a gain |", "|" + "---|" * (len(folds) + 6)]
+    for fraction in sorted({r["label_fraction"] for r in runs}):
+        mine = [r for r in runs if r["label_fraction"] == fraction]
+        arm = {a: np.array([r["dice"] for r in mine if r["arm"] == a]) for a in ARMS}
+        per_fold = []
+        for f in folds:
+            means = [np.mean([r["dice"] for r in mine if r["arm"] == a and r["fold"] == f] or [np.nan])
+                     for a in ("random", "pretrained")]
+            per_fold.append(f"{means[0]:.3f} / {means[1]:.3f}")
+        gains = _paired_gains(runs, fraction)
+        values = np.array(list(gains.values()))
+        fold_gain = [np.mean([g for (f, _), g in gains.items() if f == fold]) for fold in folds]
+        cases = mine[0]["labeled_cases"]
+        lines.append(
+            f"| {fraction:.0%} | {cases} | {' | '.join(per_fold)} | {arm['random'].mean():.3f} +- "
+            f"{arm['random'].std(ddof=1) if len(arm['random']) > 1 else 0:.3f} | {arm['pretrained'].mean():.3f} +- "
+            f"{arm['pretrained'].std(ddof=1) if len(arm['pretrained']) > 1 else 0:.3f} | {values.mean():+.1f} +- "
+            f"{values.std(ddof=1) if len(values) > 1 else 0:.1f} | {sum(g > 0 for g in fold_gain)}/{len(folds)} |"
+        )
+    return "\n".join(lines)
