@@ -137,22 +137,22 @@ class Commands:
         parser.update(overrides)
         try:
             report = parser.get_parsed_content("data_check", lazy=False)
-        except Exception as error:  # the config wraps the check's error in its own
+        except Exception as error:  # the config wraps the check's error (or the datalist's) in its own
             cause = error
             while not isinstance(cause, DataCheckError) and (cause.__cause__ or cause.__context__):
                 cause = cause.__cause__ or cause.__context__
-            print(cause if isinstance(cause, DataCheckError) else f"data check could not run: {error}")
+            print(cause if isinstance(cause, DataCheckError) else f"data check could not run: {cause}")
             raise SystemExit(1) from None
         print(report.summary())
 
-    def package(self, bundles_dir: str = "bundles", release_dir: str = "release", base_url: str | None = None,
+    def package(self, bundles_dir: str | None = None, release_dir: str = "release", base_url: str | None = None,
                 names=None, weights_dir: str | None = None) -> None:
         """Write one model-zoo zip per bundle and model_info.json into release_dir, for `monai.bundle download`."""
         from xlstm_monai.release import package_bundles
 
         package_bundles(bundles_dir, release_dir, base_url, _strs(names), weights_dir)
 
-    def verify_bundles(self, bundles_dir: str = "bundles", names=None, schema: str | None = None,
+    def verify_bundles(self, bundles_dir: str | None = None, names=None, schema: str | None = None,
                        work_dir: str | None = None) -> None:
         """Run the model zoo's checks on every bundle (metadata, configs, style, a short train + infer, export)."""
         from xlstm_monai.release import verify_bundles

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from xlstm_monai.bench.bundle_run import read_structure_metrics, run_workflow
+from xlstm_monai.workflow import read_structure_metrics, run_workflow
 from xlstm_monai.data import build_datalist
 from xlstm_monai.data.phantoms import write_heart_phantoms
 
@@ -39,7 +39,8 @@ def run_demo(output_dir: str = "runs/demo", epochs: int = 50, seed: int = 0) -> 
     build_datalist(str(data), str(data / "datalist.json"), num_folds=3, seed=seed)
     common = {**DEMO_OVERRIDES, "bundle_root": str(root), "dataset_dir": str(data)}
     print(f"2/4 training heart_seg_ct for {epochs} epochs on 8 phantoms (validation on 4 others)")
-    run_workflow("heart_seg_ct", ["train.yaml"], "train", epochs=epochs, resume=False, **common, **TRAIN_OVERRIDES)
+    schedule = {**TRAIN_OVERRIDES, "val_interval": min(TRAIN_OVERRIDES["val_interval"], epochs)}  # a model.pt however short
+    run_workflow("heart_seg_ct", ["train.yaml"], "train", epochs=epochs, resume=False, **common, **schedule)
     print("3/4 evaluating models/model.pt on the 4 unseen phantoms")
     run_workflow("heart_seg_ct", ["train.yaml", "evaluate.yaml"], "train", **common)
     print("4/4 segmenting every phantom back onto its own grid")

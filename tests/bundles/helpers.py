@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import REPO_ROOT
-from xlstm_monai.bench.bundle_run import read_structure_metrics, run_workflow
+from xlstm_monai.workflow import read_structure_metrics, run_workflow
 
 __all__ = ["SMALL_UNET", "config_path", "load_json", "load_yaml", "read_structure_metrics", "run_workflow"]
 

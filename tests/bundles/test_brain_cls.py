@@ -77,7 +77,7 @@ def test_real_ixi_runs_end_to_end_on_sex(tmp_path):
     ixi = shared_data("ixi_t1")
     datalist = tmp_path / "datalist.json"
     common = {**FAST, "bundle_root": str(tmp_path), "dataset_dir": str(ixi), "datalist": str(datalist),
-              "generate_phantoms": False, "target": "Sex", "classes": ["F", "M"], "num_folds": 2,
+              "target": "Sex", "classes": ["F", "M"], "num_folds": 2,
               "batch_size": 2}
     run_workflow(BUNDLE, ["train.yaml"], "train", epochs=2, val_interval=1, **common)
     built = json.loads(datalist.read_text())

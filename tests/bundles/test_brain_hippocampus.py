@@ -33,8 +33,7 @@ def _thirty_cases(tmp_path) -> tuple[str, str]:
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp(BUNDLE)
     dataset_dir, datalist = _thirty_cases(root)
-    common = {**FAST, "bundle_root": str(root), "dataset_dir": dataset_dir, "datalist": datalist,
-              "generate_phantoms": False}
+    common = {**FAST, "bundle_root": str(root), "dataset_dir": dataset_dir, "datalist": datalist}
     run_workflow(BUNDLE, ["train.yaml"], "train", epochs=15, val_interval=15, **common)
     run_workflow(BUNDLE, ["train.yaml", "evaluate.yaml"], "train", **common)
     return root, common

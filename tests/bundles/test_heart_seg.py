@@ -154,7 +154,6 @@ def test_sunnybrook_fold_runs_and_scores_lv_channels(tmp_path):
         "bundle_root": str(tmp_path),
         "dataset_dir": str(source),
         "datalist": str(datalist),
-        "generate_phantoms": False,
         "label_codes": [0, 1, None, None, None, 2, None, None],
         "spacing": [3.0, 3.0, 3.0],
     }

@@ -74,6 +74,18 @@ def test_affine_mismatch_names_both_files(tmp_path):
     assert "ct_train_1006_label.nii.gz: affine differs from image" in message and "ct_train_1006_image" in message
 
 
+def test_warnings_for_a_constant_image_and_a_case_in_both_sets(tmp_path, caplog):
+    blank = _case(tmp_path, "ct_train_1008", image=np.full((24, 24, 24), -1000.0, np.float32))
+    shared, other = _case(tmp_path, "ct_train_1009"), _case(tmp_path, "ct_train_1010")
+    report = check_datalist([blank, shared], label_values=MMWHS_CODES, validation=[shared, other])
+    assert report.ok and report.checked == 4  # warnings do not stop a run
+    warnings = "\n".join(report.lines("warnings"))
+    assert "ct_train_1008_image.nii.gz: has constant intensity -1000: normalised, it is a blank input" in warnings
+    assert "ct_train_1009_image.nii.gz: is in both the training and the validation set" in warnings
+    assert "ct_train_1010" not in warnings
+    assert "is in both the training and the validation set" in caplog.text
+
+
 def test_missing_file(tmp_path):
     case = _case(tmp_path, "ct_train_1007")
     (tmp_path / "ct_train_1007_label.nii.gz").unlink()

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xlstm_monai.bench.bundle_run import read_structure_metrics, run_workflow, shared_dataset
+from xlstm_monai.bench.datasets import shared_dataset
+from xlstm_monai.workflow import read_structure_metrics, run_workflow
 from xlstm_monai.data import build_datalist
 
 __all__ = ["benchmark_hippocampus"]
@@ -52,7 +53,7 @@ def benchmark_hippocampus(
     work = Path(work_dir or tempfile.mkdtemp(prefix="hippocampus_"))
     datalist = work / "datalist.json"
     build_datalist(str(source), str(datalist), num_folds=5, seed=0)
-    common = {"dataset_dir": str(source), "datalist": str(datalist), "generate_phantoms": False, "resume": False}
+    common = {"dataset_dir": str(source), "datalist": str(datalist), "resume": False}
     if epochs is not None:
         common["epochs"] = epochs
     if learning_rate is not None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xlstm_monai.bench.bundle_run import read_structure_metrics, run_workflow
+from xlstm_monai.workflow import read_structure_metrics, run_workflow
 from xlstm_monai.data import build_datalist
 from xlstm_monai.data.phantoms import write_heart_phantoms
 
@@ -81,7 +81,7 @@ def benchmark_label_efficiency(
     print(f"pretraining on {2 * num_cases} phantoms ({num_cases} CT + {num_cases} MRI) for {pretrain_epochs} epochs")
     pretrain = {
         "bundle_root": str(work / "pretrain"), "dataset_dir": str(data), "datalist": str(pretrain_list),
-        "generate_phantoms": False, "spacing": settings["spacing"], "global_size": settings["global"],
+        "spacing": settings["spacing"], "global_size": settings["global"],
         "local_size": settings["local"], "out_dim": settings["out_dim"], "patch_out_dim": settings["out_dim"],
         "batch_size": settings["pretrain_batch"], "learning_rate": settings["pretrain_lr"], "num_workers": 0,
         "teacher_temp": settings["teacher_temp"], "momentum": settings["momentum"],
@@ -103,7 +103,7 @@ def benchmark_label_efficiency(
             batches_per_epoch = max(labeled // 2, 1)
             common = {
                 **network, "bundle_root": str(root), "dataset_dir": str(data), "datalist": str(datalist),
-                "generate_phantoms": False, "spacing": settings["spacing"], "roi_size": settings["global"],
+                "spacing": settings["spacing"], "roi_size": settings["global"],
                 "num_samples": 1, "num_workers": 0, "resume": False,
             }
             began = time.time()

@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from xlstm_monai.bench.bundle_run import read_structure_metrics, run_workflow, shared_dataset
+from xlstm_monai.bench.datasets import shared_dataset
+from xlstm_monai.workflow import read_structure_metrics, run_workflow
 from xlstm_monai.data import build_datalist
 from xlstm_monai.data.datalist import scan_images
 
@@ -99,7 +100,7 @@ class _Study:
         settings = dict(self.pretrain_settings)
         overrides = {
             "bundle_root": str(root), "dataset_dir": str(self.source), "datalist": str(datalist),
-            "generate_phantoms": False, "num_workers": 0, **_prefixed("encoder_def", self.scale["network"]),
+            "num_workers": 0, **_prefixed("encoder_def", self.scale["network"]),
             **settings,
         }
         tqdm.write(f"pretraining for fold {fold} on {len(images)} unlabeled images, {settings['epochs']} epochs")
@@ -123,7 +124,7 @@ class _Study:
         epochs = math.ceil(self.iterations / batches)
         common = {
             "bundle_root": str(root), "dataset_dir": str(self.source), "datalist": str(datalist), "fold": fold,
-            "generate_phantoms": False, "resume": False, "num_workers": 0, "seed": seed,
+            "resume": False, "num_workers": 0, "seed": seed,
             "batch_size": self.scale["batch_size"], **_prefixed("network_def", self.scale["network"]),
         }
         pretrained = str(self.pretrained(fold)) if arm == "pretrained" else ""

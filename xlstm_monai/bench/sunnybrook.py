@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xlstm_monai.bench.bundle_run import read_structure_metrics, run_workflow, shared_dataset
+from xlstm_monai.bench.datasets import shared_dataset
+from xlstm_monai.workflow import read_structure_metrics, run_workflow
 from xlstm_monai.data import build_datalist
 
 __all__ = ["benchmark_sunnybrook"]
@@ -51,7 +52,6 @@ def benchmark_sunnybrook(
     overrides = {
         "dataset_dir": str(source),
         "datalist": str(datalist),
-        "generate_phantoms": False,
         "label_codes": SUNNYBROOK_CODES,
         "spacing": list(spacing),
         "roi_size": list(roi_size),

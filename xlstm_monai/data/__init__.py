@@ -6,5 +6,12 @@ from .check import DataCheckError, DataCheckReport, InputScreen, check_datalist
 from .classes import class_weights
 from .datalist import build_datalist, fold_split
 from .label_codes import HIPPOCAMPUS_LABELS, MMWHS_CODES, MMWHS_LABELS, MMWHS_NAMES
-from .phantom_dataset import prepare_datalist
+from .bundle_datalist import (
+    DatalistError,
+    datalist_split,
+    default_datalist,
+    input_files,
+    prepare_datalist,
+    read_datalist_file,
+)
 from .unlabeled import load_unlabeled_images, modality_sampling_weights

@@ -97,6 +97,7 @@ def _check_label(label_name, label, label_affine, image_name, image_shape, image
 def check_datalist(
     cases: Sequence[Mapping],
     label_values: Sequence[int | None] | None = None,
+    validation: Sequence[Mapping] = (),
     num_classes: int | None = None,
     channels: int = 1,
     spatial_dims: int = 3,
@@ -107,18 +108,24 @@ def check_datalist(
     Check every case of a datalist: each image (and label) exists and reads; images are ``spatial_dims``-D (or
     one more dimension holding ``channels``); intensities are finite; an image and its label share shape and
     affine (within ``affine_tolerance`` mm); label values are in ``label_values`` (segmentation) or the label is
-    a class index below ``num_classes`` (classification). An empty label is a warning.
+    a class index below ``num_classes`` (classification). Warnings, which do not stop a run: an empty label, an
+    image of constant intensity (normalisation makes it blank), an image in both the training and the validation
+    set (the validation figures would be optimistic).
 
     Args:
-        cases: datalist entries with "image" and, where labeled, "label".
+        cases: datalist entries with "image" and, where labeled, "label" (the training set).
+        validation: the validation set's entries, checked the same way.
         label_values: declared label values of a segmentation (None entries are ignored).
         num_classes: number of classes of a classification datalist.
         raise_error: raise :class:`DataCheckError` listing every problem; otherwise just return the report.
     """
     loader = LoadImage(image_only=True)
     declared = None if label_values is None else [int(v) for v in label_values if v is not None]
-    report = DataCheckReport(checked=len(cases))
-    for index, case in enumerate(cases):
+    report = DataCheckReport(checked=len(cases) + len(validation))
+    training_images = {str(c.get("image")) for c in cases}
+    for image in sorted({str(c.get("image")) for c in validation} & training_images):
+        report.warnings[image].append("is in both the training and the validation set")
+    for index, case in enumerate(list(cases) + list(validation)):
         if "image" not in case:
             report.problems[f"datalist entry {index}"].append("has no 'image'")
             continue
@@ -133,6 +140,9 @@ def check_datalist(
             bad = (~torch.isfinite(image.float())).sum().item()
             if bad:
                 report.problems[image_name].append(f"has {bad} NaN or infinite voxels")
+            elif image.numel() and image.min() == image.max():
+                report.warnings[image_name].append(f"has constant intensity {float(image.min()):g}: normalised, "
+                                                   "it is a blank input")
         label = case.get("label")
         if label is None:
             continue

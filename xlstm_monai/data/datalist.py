@@ -674,6 +674,7 @@ def build_datalist(
         "fold": fold,
         "seed": int(seed),
         "label_fraction": float(label_fraction),
+        "base_dir": base,
         **({"labels": labels} if labels else {}),
         "training": [_entry(c, base, ("image", "label", "label_name", "modality", "fold")) for c in training],
         "unlabeled": [_entry(c, base, ("image", "modality", "fold")) for c in moved + extra],

@@ -30,6 +30,9 @@ import numpy as np
 from xlstm_monai.data.label_codes import HIPPOCAMPUS_LABELS, MMWHS_LABELS
 
 __all__ = [
+    "MARKER",
+    "PHANTOM_KINDS",
+    "write_phantoms",
     "heart_phantom",
     "write_heart_phantoms",
     "hippocampus_phantom",
@@ -1248,3 +1251,25 @@ def write_brain_phantoms(
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+PHANTOM_KINDS = ("heart_ct", "heart_mr", "heart_ct_mr", "hippocampus", "brain")
+MARKER = "PHANTOMS.json"  # written into a generated folder: what is in it, and that it is not a user's data
+
+
+def write_phantoms(kind: str, out_dir: str, num_cases: int, shape: Sequence[int] | None = None,
+                   spacing: Sequence[float] | None = None, seed: int = 0) -> None:
+    """A bundle's default data: ``num_cases`` phantoms of ``kind`` in its real layout, and the :data:`MARKER`."""
+    if kind not in PHANTOM_KINDS:
+        raise ValueError(f"unknown phantom kind {kind!r}; choose from {PHANTOM_KINDS}")
+    if kind.startswith("heart"):
+        modalities = {"heart_ct": ["ct"], "heart_mr": ["mr"], "heart_ct_mr": ["ct", "mr"]}[kind]
+        for modality in modalities:
+            write_heart_phantoms(out_dir, num_cases, modality, shape or (96, 96, 96), spacing or (1.5,) * 3, seed)
+    elif kind == "hippocampus":
+        write_hippocampus_phantoms(out_dir, num_cases, shape or (36, 50, 36), spacing or (1.0,) * 3, seed)
+    else:
+        write_brain_phantoms(out_dir, num_cases, shape or (80, 96, 80), spacing or (2.0,) * 3, seed)
+    with open(os.path.join(out_dir, MARKER), "w") as handle:
+        json.dump({"generated_by": "xlstm_monai", "kind": kind, "num_cases": num_cases,
+                   "shape": shape, "spacing": spacing, "seed": seed}, handle, indent=2)

@@ -2,34 +2,44 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from monai.data import load_decathlon_datalist
 
+from .datalist import _msd_modality, normalize_modality
+from .bundle_datalist import DatalistError, read_datalist_file
+
 __all__ = ["load_unlabeled_images", "modality_sampling_weights"]
 
 
 def load_unlabeled_images(
-    datalist: str, base_dir: str, keys: Sequence[str] = ("training", "unlabeled", "testing")
+    datalist: str,
+    base_dir: str,
+    keys: Sequence[str] = ("training", "validation", "unlabeled", "testing", "test"),
+    modality: str | None = None,
 ) -> list[dict]:
     """
     Every image of the datalist's lists ``keys`` (labels dropped) as ``{"image", "modality"}``: pretraining
-    learns from all images, labeled or not. Lists the file does not have are skipped; an entry without a
-    modality tag is an error naming it, since normalisation depends on it.
+    learns from all images, labeled or not. Lists the file does not have are skipped. An entry's modality is its
+    own ``modality``, else ``modality``, else the MSD ``dataset.json``'s task modality; an entry with none is an
+    error naming it, since normalisation depends on it.
     """
-    with open(datalist) as handle:
-        lists = json.load(handle)
-    present = [k for k in keys if k in lists]
+    data = read_datalist_file(datalist)
+    present = [k for k in keys if data.get(k)]
     if not present:
-        raise ValueError(f"{datalist} has none of the lists {list(keys)}")
+        raise DatalistError(f"datalist {datalist} has none of the lists {list(keys)}")
+    default = modality
+    if default is None and isinstance(data.get("modality"), (dict, str)):  # an MSD dataset.json
+        default = _msd_modality(data, datalist)
     images = []
     for key in present:
-        for entry in load_decathlon_datalist(datalist, is_segmentation=True, data_list_key=key, base_dir=base_dir):
-            if "modality" not in entry:
-                raise ValueError(f"{datalist}: entry {entry['image']} in '{key}' has no 'modality' (CT or MRI)")
-            images.append({"image": entry["image"], "modality": entry["modality"]})
+        for entry in load_decathlon_datalist(datalist, is_segmentation=False, data_list_key=key, base_dir=base_dir):
+            tag = entry.get("modality", default)
+            if tag is None:
+                raise DatalistError(f"datalist {datalist}: entry {entry['image']} in '{key}' has no 'modality' "
+                                    "(CT or MRI); set one per entry or the config's default_modality")
+            images.append({"image": entry["image"], "modality": normalize_modality(tag, str(datalist))})
     return images
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from xlstm_monai.workflow import bundles_dir as installed_bundles
+
 __all__ = ["SHIPPED", "package_bundles"]
 
 SHIPPED = ("configs", "docs", "LICENSE", "large_files.yml")  # what a bundle archive holds, as in the model zoo
@@ -63,7 +65,7 @@ def _publish_weights(weights: Path, release: Path, stem: str, base_url: str) -> 
 
 
 def package_bundles(
-    bundles_dir: str = "bundles",
+    bundles_dir: str | None = None,
     release_dir: str = "release",
     base_url: str | None = None,
     names: list[str] | None = None,
@@ -81,7 +83,7 @@ def package_bundles(
     Returns:
         the index written to model_info.json.
     """
-    bundles = Path(bundles_dir)
+    bundles = Path(bundles_dir) if bundles_dir else installed_bundles()
     release = Path(release_dir)
     release.mkdir(parents=True, exist_ok=True)
     base_url = (base_url or release.resolve().as_uri()).rstrip("/")

@@ -39,8 +39,8 @@ class StudentTeacherLoss(nn.Module):
 
     Teacher outputs are centred (an EMA of their mean, all-reduced across ranks) and sharpened by a temperature
     given per step, so the schedule lives in the trainer. The returned statistics (teacher entropy, KL of the
-    mean teacher distribution to uniform, spread of the teacher's class embeddings) are what
-    :class:`CollapseMonitor` watches.
+    mean teacher distribution to uniform: of the class-token teacher, or of the patch-token teacher when global
+    alignment is off; spread of the teacher's class embeddings) are what :class:`CollapseMonitor` watches.
 
     Args:
         out_dim: prototypes of the class-token head.
@@ -95,7 +95,10 @@ class StudentTeacherLoss(nn.Module):
         if self.weights["recon"]:
             terms["recon"] = self._reconstruction(outputs, global_views)
         loss = sum(self.weights[k] * v for k, v in terms.items())
-        stats = self._collapse_statistics(teacher_probs, outputs["teacher_embedding"].float())
+        watched = teacher_probs  # the collapse statistics follow the alignment that trains: class tokens, else patches
+        if not self.weights["global"] and self.weights["local"] and outputs["teacher_patch"].numel():
+            watched = F.softmax((outputs["teacher_patch"].float() - self.patch_center) / teacher_temp, dim=-1)
+        stats = self._collapse_statistics(watched, outputs["teacher_embedding"].float())
         self._update_centers(teacher_cls, outputs["teacher_patch"].float())
         return {"loss": loss, **{f"loss_{k}": v.detach() for k, v in terms.items()}, **stats}
 
@@ -122,10 +125,10 @@ class StudentTeacherLoss(nn.Module):
     def _collapse_statistics(self, teacher_probs: torch.Tensor, embedding: torch.Tensor) -> dict[str, torch.Tensor]:
         entropy = -(teacher_probs * teacher_probs.clamp_min(1e-12).log()).sum(-1).mean()
         mean_probs = teacher_probs.mean(0)
-        kl_uniform = (mean_probs * (mean_probs.clamp_min(1e-12) * self.out_dim).log()).sum()
+        kl_uniform = (mean_probs * (mean_probs.clamp_min(1e-12) * teacher_probs.shape[-1]).log()).sum()
         spread = F.normalize(embedding, dim=-1).std(dim=0).mean() if embedding.shape[0] > 1 else embedding.new_ones(())
         return {
-            "teacher_entropy": entropy / math.log(self.out_dim),  # 1.0 = uniform outputs
+            "teacher_entropy": entropy / math.log(teacher_probs.shape[-1]),  # 1.0 = uniform outputs
             "kl_to_uniform": kl_uniform,
             "embedding_spread": spread,  # 0.0 = every volume gets the same class embedding
         }

@@ -1,38 +1,40 @@
-"""Running bundle configs from Python the way ``python -m monai.bundle run`` does, for benchmarks and tests."""
+"""Running bundle configs from Python the way ``python -m monai.bundle run`` does: for the demo, releases, benchmarks
+and tests. The bundles ship inside the package (``xlstm_monai.bundles``), so this works from a wheel as from a
+checkout."""
 
 from __future__ import annotations
 
 import csv
 import os
+from importlib.resources import files
 from pathlib import Path
 
 from monai.bundle import ConfigWorkflow
 
-__all__ = ["bundle_path", "read_structure_metrics", "run_workflow", "shared_dataset"]
+__all__ = ["bundle_path", "bundles_dir", "read_structure_metrics", "run_workflow"]
 
 
-def bundle_path(name: str, bundles_dir: str | None = None) -> Path:
-    """Folder of bundle ``name``: under ``bundles_dir``, $XLSTM_MONAI_BUNDLES, or the source checkout's bundles/."""
-    root = Path(bundles_dir or os.environ.get("XLSTM_MONAI_BUNDLES", Path(__file__).resolve().parents[2] / "bundles"))
+def bundles_dir() -> Path:
+    """The folder of the installed bundles: $XLSTM_MONAI_BUNDLES, else the package's own ``xlstm_monai.bundles``."""
+    override = os.environ.get("XLSTM_MONAI_BUNDLES")
+    return Path(override) if override else Path(str(files("xlstm_monai.bundles")))
+
+
+def bundle_path(name: str, folder: str | os.PathLike | None = None) -> Path:
+    """Folder of bundle ``name``, under ``folder`` or :func:`bundles_dir`."""
+    root = Path(folder) if folder else bundles_dir()
     path = root / name
     if not (path / "configs" / "metadata.json").is_file():
-        raise FileNotFoundError(f"bundle {name!r} not found in {root} (pass bundles_dir or set XLSTM_MONAI_BUNDLES)")
+        raise FileNotFoundError(f"bundle {name!r} not found in {root} (set XLSTM_MONAI_BUNDLES to the bundles folder)")
     return path
-
-
-def shared_dataset(name: str, data_dir: str | None = None) -> Path:
-    """Folder of a real dataset: ``data_dir``, else $XLSTM_MONAI_DATA/name, else ../shared/data/name beside the checkout."""
-    if data_dir:
-        return Path(data_dir)
-    return Path(os.environ.get("XLSTM_MONAI_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")) / name
 
 
 def run_workflow(bundle: str | Path, configs: list[str], workflow_type: str, **overrides) -> ConfigWorkflow:
     """Build, initialise, check, run and finalise a bundle workflow (``bundle``: a name or a folder)."""
     folder = Path(bundle) if Path(bundle).is_dir() else bundle_path(str(bundle))
-    files = [str(folder / "configs" / c) for c in configs]
+    config_files = [str(folder / "configs" / c) for c in configs]
     workflow = ConfigWorkflow(
-        config_file=files if len(files) > 1 else files[0],
+        config_file=config_files if len(config_files) > 1 else config_files[0],
         meta_file=str(folder / "configs" / "metadata.json"),
         logging_file=str(folder / "configs" / "logging.conf"),
         workflow_type=workflow_type,

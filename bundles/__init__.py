@@ -1,0 +1,1 @@
+"""The MONAI bundles of xlstm-monai; installed with the package as ``xlstm_monai.bundles``."""

@@ -1,0 +1,15 @@
+"""Where the benchmarks find the real datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["shared_dataset"]
+
+
+def shared_dataset(name: str, data_dir: str | None = None) -> Path:
+    """Folder of a real dataset: ``data_dir``, else $XLSTM_MONAI_DATA/name, else ../shared/data/name beside the checkout."""
+    if data_dir:
+        return Path(data_dir)
+    return Path(os.environ.get("XLSTM_MONAI_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")) / name
