@@ -10,6 +10,7 @@ import pytest
 
 from tests.bundles.helpers import SMALL_UNET, config_path, load_json, load_yaml, read_structure_metrics, run_workflow
 from tests.conftest import SHARED_DATA
+from xlstm_monai.data import default_datalist
 from xlstm_monai.data.phantoms import write_hippocampus_phantoms
 
 BUNDLE = "brain_hippocampus"
@@ -91,4 +92,6 @@ def test_default_config_reads_an_msd_task_unchanged(tmp_path):
     train, val = parser.get_parsed_content("train_data"), parser.get_parsed_content("val_data")
     assert len(train) == 8 and len(val) == 2
     assert all(c["image"].startswith(str(task)) and c["label"].endswith(".nii.gz") for c in train + val)
-    assert json.loads((tmp_path / "data" / "datalist.json").read_text())["num_folds"] == 5
+    built = default_datalist(tmp_path, task)
+    assert built.startswith(str(tmp_path / "data" / "datalists")) and json.loads(open(built).read())["num_folds"] == 5
+    assert not (tmp_path / "data" / "phantoms_hippocampus").exists()
