@@ -8,6 +8,7 @@ The ``xlstm-monai`` command: the project's own tools beside ``python -m monai.bu
     xlstm-monai check-data --config_file bundles/heart_seg_ct/configs/train.yaml [--datalist FILE]
     xlstm-monai package --release_dir release [--base_url URL]   # model-zoo zips + model_info.json
     xlstm-monai verify-bundles [--names heart_seg_ct]             # the model zoo's checks, as CI runs them
+    xlstm-monai render-configs [--check]                          # bundle configs from recipes/ (development)
 
 Imports are deferred to each command so that ``--help`` answers at once.
 """
@@ -158,6 +159,17 @@ class Commands:
         from xlstm_monai.release import verify_bundles
 
         if not verify_bundles(bundles_dir, _strs(names), schema, work_dir):
+            raise SystemExit(1)
+
+    def render_configs(self, recipes_dir: str = "recipes", bundles_dir: str = "bundles", names=None,
+                       check: bool = False) -> None:
+        """Render the bundles' configs from recipes/ (templates + each bundle's choices); --check lists drift, exit 1."""
+        from xlstm_monai.release.recipes import render_configs
+
+        changed = render_configs(recipes_dir, bundles_dir, _strs(names), check)
+        verb = "differ from their recipe sources" if check else "rewritten"
+        print(f"{len(changed)} config(s) {verb}" + "".join(f"\n  {path}" for path in changed))
+        if check and changed:
             raise SystemExit(1)
 
     def datalist(self, source: str, output: str, **kwargs) -> None:
