@@ -89,8 +89,13 @@ class XLSTMMonaiApp(MONAILabelApp):
             raise ValueError(f"no bundle {', '.join(missing)} in {bundles_dir} (set --conf bundles_dir)")
         self.bundles = {name: str(bundles_dir / name) for name in names}
         logger.info(f"Bundles: {self.bundles}")
-        super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="xlstm-monai bundles",
-                         description="Segmentation bundles of xlstm-monai (XLSTMUNet)")
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="xlstm-monai bundles",
+            description="Segmentation bundles of xlstm-monai (XLSTMUNet)",
+        )
 
     def init_infers(self):
         tasks = {name: LabelInferTask(path, self.conf) for name, path in self.bundles.items()}

@@ -1,4 +1,4 @@
-"""Shared fixtures: small network settings for fast CPU tests and the location of the real test images."""
+"""Shared fixtures: the thread count of CPU tests and the location of the real test images."""
 
 from __future__ import annotations
 
@@ -10,9 +10,6 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("XLSTM_MONAI_DATA", REPO_ROOT.parent / "shared" / "data"))
-
-# a network small enough to run in milliseconds on CPU, with every architectural feature of the default
-TINY = {"embed_dim": 48, "depth": 2, "num_heads": 2}
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,13 @@ import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 
-from xlstm_monai.handlers import CheckpointSaver, HausdorffDistanceMM, PerStructureMetrics, TrainingProgress
-from xlstm_monai.handlers import resume_checkpoint
+from xlstm_monai.handlers import (
+    CheckpointSaver,
+    HausdorffDistanceMM,
+    PerStructureMetrics,
+    TrainingProgress,
+    resume_checkpoint,
+)
 
 
 def _engine(metric: float) -> Engine:
@@ -33,9 +38,9 @@ def test_fixed_name_checkpoints_are_replaced_atomically(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", broken_save)
-    trainer.state.epoch = 4
+    trainer.state.epoch, trainer.state.iteration = 4, 4
     with pytest.raises(KeyboardInterrupt):
-        saver._interval_checkpoint(trainer)
+        saver.last(trainer)
     monkeypatch.undo()
     assert sorted(os.listdir(tmp_path)) == ["last.pt"]
     assert "weight" in torch.load(tmp_path / "last.pt", weights_only=True)
@@ -46,18 +51,19 @@ def test_best_checkpoint_survives_a_worse_epoch_after_resume(tmp_path):
     best = CheckpointSaver(str(tmp_path), {"model": net}, save_key_metric=True, key_metric_filename="model.pt")
     evaluator = _engine(0.8)
     evaluator.state.best_metric, evaluator.state.best_metric_epoch = 0.8, 4
-    best._key_metric_checkpoint(evaluator)
+    best.best(evaluator)
     state = TrainingProgress(evaluator, best).state_dict()
     assert state["best_metric"] == 0.8 and state["best_metric_epoch"] == 4
 
     # a new process: fresh saver and evaluator, restored from the saved progress
-    best2 = CheckpointSaver(str(tmp_path), {"model": torch.nn.Linear(2, 2)}, save_key_metric=True,
-                            key_metric_filename="model.pt")
+    best2 = CheckpointSaver(
+        str(tmp_path), {"model": torch.nn.Linear(2, 2)}, save_key_metric=True, key_metric_filename="model.pt"
+    )
     evaluator2 = _engine(0.5)
     TrainingProgress(evaluator2, best2).load_state_dict(state)
     assert evaluator2.state.best_metric == 0.8 and evaluator2.state.best_metric_epoch == 4
     before = torch.load(tmp_path / "model.pt", weights_only=True)["weight"]
-    best2._key_metric_checkpoint(evaluator2)  # 0.5 < 0.8: must not overwrite the best model
+    best2.best(evaluator2)  # 0.5 < 0.8: must not overwrite the best model
     torch.testing.assert_close(torch.load(tmp_path / "model.pt", weights_only=True)["weight"], before)
 
 

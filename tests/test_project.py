@@ -27,7 +27,12 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 
 def test_console_entry_point_lists_commands():
-    result = subprocess.run([sys.executable, "-m", "xlstm_monai.cli", "--help"], capture_output=True, text=True,
-                            env={"PAGER": "cat", "PATH": ""}, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "xlstm_monai.cli", "--help"],
+        capture_output=True,
+        text=True,
+        env={"PAGER": "cat", "PATH": ""},
+        timeout=120,
+    )
     for command in ("demo", "datalist", "phantoms", "bench"):
         assert command in result.stdout + result.stderr, result.stderr  # fire prints help to stderr when piped

@@ -18,8 +18,11 @@ def test_every_config_agrees_with_its_recipe_sources():
 
 
 def test_every_config_of_every_bundle_comes_from_a_recipe():
-    rendered = {f"{p.stem}/{config}" for p in (RECIPES / "bundles").glob("*.yaml")
-                for config in yaml.safe_load(p.read_text())["configs"]}
+    rendered = {
+        f"{p.stem}/{config}"
+        for p in (RECIPES / "bundles").glob("*.yaml")
+        for config in yaml.safe_load(p.read_text())["configs"]
+    }
     present = {f"{p.parent.parent.name}/{p.name}" for p in BUNDLES.glob("*/configs/*") if p.name != "metadata.json"}
     assert present == rendered
 

@@ -44,8 +44,9 @@ def test_packaged_bundle_downloads_and_infers_in_a_fresh_folder(tmp_path):
     """Package -> monai.bundle download from a file:// release -> download_large_files -> run inference there."""
     _tiny_weights(tmp_path / "weights")
     release = tmp_path / "release"
-    index = package_bundles(str(REPO_ROOT / "bundles"), str(release), names=[BUNDLE],
-                            weights_dir=str(tmp_path / "weights"))
+    index = package_bundles(
+        str(REPO_ROOT / "bundles"), str(release), names=[BUNDLE], weights_dir=str(tmp_path / "weights")
+    )
     version = json.loads((REPO_ROOT / "bundles" / BUNDLE / "configs" / "metadata.json").read_text())["version"]
     entry = index[f"{BUNDLE}_v{version}"]
     archive = release / f"{BUNDLE}_v{version}.zip"
@@ -57,11 +58,16 @@ def test_packaged_bundle_downloads_and_infers_in_a_fresh_folder(tmp_path):
     fresh = tmp_path / "user"
     fresh.mkdir()
     python = [sys.executable, "-m", "monai.bundle"]
-    subprocess.run(python + ["download", "--name", BUNDLE, "--url", entry["source"], "--bundle_dir", str(fresh)],
-                   check=True, cwd=fresh, capture_output=True)
+    subprocess.run(
+        python + ["download", "--name", BUNDLE, "--url", entry["source"], "--bundle_dir", str(fresh)],
+        check=True,
+        cwd=fresh,
+        capture_output=True,
+    )
     bundle = fresh / BUNDLE
-    subprocess.run(python + ["download_large_files", "--bundle_path", str(bundle)], check=True, cwd=bundle,
-                   capture_output=True)
+    subprocess.run(
+        python + ["download_large_files", "--bundle_path", str(bundle)], check=True, cwd=bundle, capture_output=True
+    )
     assert (bundle / "models" / "model.pt").is_file()
 
     studies = tmp_path / "studies"
@@ -69,8 +75,13 @@ def test_packaged_bundle_downloads_and_infers_in_a_fresh_folder(tmp_path):
     overrides = []
     for key, value in {**TINY, "dataset_dir": str(studies), "num_workers": 0}.items():
         overrides += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
-    run = subprocess.run(python + ["run", "inference", "--config_file", "configs/inference.yaml", *overrides],
-                         cwd=bundle, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        python + ["run", "inference", "--config_file", "configs/inference.yaml", *overrides],
+        cwd=bundle,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     for image in sorted(studies.glob("*_image.nii.gz")):
         written = bundle / "eval" / image.name.replace(".nii.gz", "_seg.nii.gz")

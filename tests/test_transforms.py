@@ -10,7 +10,9 @@ from xlstm_monai.transforms import MapLabelCodesd
 
 
 def test_codes_map_to_channels_and_keep_meta():
-    label = MetaTensor(torch.tensor([[[0, 500, 600], [420, 550, 205], [820, 850, 0]]]), meta={"filename_or_obj": "a.nii"})
+    label = MetaTensor(
+        torch.tensor([[[0, 500, 600], [420, 550, 205], [820, 850, 0]]]), meta={"filename_or_obj": "a.nii"}
+    )
     out = MapLabelCodesd("label", MMWHS_CODES)({"label": label})["label"]
     assert out.flatten().tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 0]
     assert isinstance(out, MetaTensor) and out.meta["filename_or_obj"] == "a.nii"

@@ -37,19 +37,30 @@ class Bench:
         """Training-step and inference time and peak memory of XLSTMUNet beside MONAI's networks."""
         from xlstm_monai.bench.networks import benchmark_networks
 
-        benchmark_networks(device, _ints(train_sizes), _ints(infer_sizes), batch_size, _strs(networks), warmup,
-                           repeats, output)
+        benchmark_networks(
+            device, _ints(train_sizes), _ints(infer_sizes), batch_size, _strs(networks), warmup, repeats, output
+        )
 
-    def sunnybrook(self, data_dir: str | None = None, epochs: int = 100, small: bool = True,
-                   output: str = "runs/bench_sunnybrook.json") -> None:
+    def sunnybrook(
+        self,
+        data_dir: str | None = None,
+        epochs: int = 100,
+        small: bool = True,
+        output: str = "runs/bench_sunnybrook.json",
+    ) -> None:
         """Leave-one-out LV blood pool / myocardium Dice of heart_seg_mri on the four Sunnybrook MRI cases."""
         from xlstm_monai.bench.sunnybrook import benchmark_sunnybrook
 
         benchmark_sunnybrook(data_dir=data_dir, epochs=epochs, small=small, output=output)
 
-
-    def label_efficiency(self, task: str = "heart_phantoms", output: str | None = None, scale: str = "cpu",
-                         extra_unlabeled: list[str] | None = None, **options) -> None:
+    def label_efficiency(
+        self,
+        task: str = "heart_phantoms",
+        output: str | None = None,
+        scale: str = "cpu",
+        extra_unlabeled: list[str] | None = None,
+        **options,
+    ) -> None:
         """Pretrained vs random initialisation at few labels: `--task hippocampus` (real MSD Task04) or heart_phantoms.
 
         hippocampus options: data_dir, fractions, folds, seeds, iterations, pretrain_epochs, learning_rates,
@@ -64,31 +75,58 @@ class Bench:
             for name in ("folds", "seeds"):
                 if name in options:
                     options[name] = tuple(_ints(options[name]))
-            benchmark_label_efficiency_hippocampus(output=output or "runs/label_efficiency_hippocampus.json",
-                                                   scale=scale, extra_unlabeled=_strs(extra_unlabeled), **options)
+            benchmark_label_efficiency_hippocampus(
+                output=output or "runs/label_efficiency_hippocampus.json",
+                scale=scale,
+                extra_unlabeled=_strs(extra_unlabeled),
+                **options,
+            )
         elif task == "heart_phantoms":
             from xlstm_monai.bench.label_efficiency import benchmark_label_efficiency
 
-            benchmark_label_efficiency(output=output or "runs/bench_label_efficiency.json", scale=scale,
-                                       extra_unlabeled=_strs(extra_unlabeled), **options)
+            benchmark_label_efficiency(
+                output=output or "runs/bench_label_efficiency.json",
+                scale=scale,
+                extra_unlabeled=_strs(extra_unlabeled),
+                **options,
+            )
         else:
             raise SystemExit(f"unknown task {task!r}: choose hippocampus or heart_phantoms")
 
-    def hippocampus(self, data_dir: str | None = None, folds: list[int] | None = None, epochs: int | None = None,
-                    small: bool = False, learning_rate: float | None = None,
-                    output: str = "runs/bench_hippocampus.json") -> None:
+    def hippocampus(
+        self,
+        data_dir: str | None = None,
+        folds: list[int] | None = None,
+        epochs: int | None = None,
+        small: bool = False,
+        learning_rate: float | None = None,
+        output: str = "runs/bench_hippocampus.json",
+    ) -> None:
         """k-fold Dice of brain_hippocampus on MSD Task04 beside MONAI's UNet trained the same way."""
         from xlstm_monai.bench.hippocampus import benchmark_hippocampus
 
-        benchmark_hippocampus(data_dir=data_dir, folds=tuple(_ints(folds) or (0, 1, 2, 3, 4)), epochs=epochs,
-                              small=small, learning_rate=learning_rate, output=output)
+        benchmark_hippocampus(
+            data_dir=data_dir,
+            folds=tuple(_ints(folds) or (0, 1, 2, 3, 4)),
+            epochs=epochs,
+            small=small,
+            learning_rate=learning_rate,
+            output=output,
+        )
 
 
 class Phantoms:
     """Generated phantoms, written as NIfTI in the real datasets' layouts."""
 
-    def heart(self, out_dir: str, modality: str = "ct", num_cases: int = 12, shape: tuple = (96, 96, 96),
-              spacing: tuple = (1.5, 1.5, 1.5), seed: int = 0) -> None:
+    def heart(
+        self,
+        out_dir: str,
+        modality: str = "ct",
+        num_cases: int = 12,
+        shape: tuple = (96, 96, 96),
+        spacing: tuple = (1.5, 1.5, 1.5),
+        seed: int = 0,
+    ) -> None:
         """Whole-heart CT ("ct") or MRI ("mr") phantoms in MM-WHS naming and label codes."""
         from xlstm_monai.data.phantoms import write_heart_phantoms
 
@@ -146,24 +184,32 @@ class Commands:
             raise SystemExit(1) from None
         print(report.summary())
 
-    def package(self, bundles_dir: str | None = None, release_dir: str = "release", base_url: str | None = None,
-                names=None, weights_dir: str | None = None) -> None:
+    def package(
+        self,
+        bundles_dir: str | None = None,
+        release_dir: str = "release",
+        base_url: str | None = None,
+        names=None,
+        weights_dir: str | None = None,
+    ) -> None:
         """Write one model-zoo zip per bundle and model_info.json into release_dir, for `monai.bundle download`."""
         from xlstm_monai.release import package_bundles
 
         package_bundles(bundles_dir, release_dir, base_url, _strs(names), weights_dir)
 
-    def verify_bundles(self, bundles_dir: str | None = None, names=None, schema: str | None = None,
-                       work_dir: str | None = None) -> None:
+    def verify_bundles(
+        self, bundles_dir: str | None = None, names=None, schema: str | None = None, work_dir: str | None = None
+    ) -> None:
         """Run the model zoo's checks on every bundle (metadata, configs, style, a short train + infer, export)."""
         from xlstm_monai.release import verify_bundles
 
         if not verify_bundles(bundles_dir, _strs(names), schema, work_dir):
             raise SystemExit(1)
 
-    def render_configs(self, recipes_dir: str = "recipes", bundles_dir: str = "bundles", names=None,
-                       check: bool = False) -> None:
-        """Render the bundles' configs from recipes/ (templates + each bundle's choices); --check lists drift, exit 1."""
+    def render_configs(
+        self, recipes_dir: str = "recipes", bundles_dir: str = "bundles", names=None, check: bool = False
+    ) -> None:
+        """Render the bundles' configs from recipes/ (templates + each bundle's choices); --check lists drift."""
         from xlstm_monai.release.recipes import render_configs
 
         changed = render_configs(recipes_dir, bundles_dir, _strs(names), check)

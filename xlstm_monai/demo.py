@@ -11,9 +11,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from xlstm_monai.workflow import read_structure_metrics, run_workflow
 from xlstm_monai.data import build_datalist
 from xlstm_monai.data.phantoms import write_heart_phantoms
+from xlstm_monai.presets import SMALL, overrides
+from xlstm_monai.workflow import read_structure_metrics, run_workflow
 
 __all__ = ["DEMO_OVERRIDES", "run_demo"]
 
@@ -22,9 +23,7 @@ DEMO_OVERRIDES = {
     "spacing": [3.0, 3.0, 3.0],
     "num_samples": 1,
     "num_workers": 0,
-    "network_def#embed_dim": 96,
-    "network_def#depth": 4,
-    "network_def#num_heads": 2,
+    **overrides(SMALL),
 }
 TRAIN_OVERRIDES = {"learning_rate": 3.0e-3, "warmup_epochs": 2, "val_interval": 10}
 
@@ -39,7 +38,10 @@ def run_demo(output_dir: str = "runs/demo", epochs: int = 50, seed: int = 0) -> 
     build_datalist(str(data), str(data / "datalist.json"), num_folds=3, seed=seed)
     common = {**DEMO_OVERRIDES, "bundle_root": str(root), "dataset_dir": str(data)}
     print(f"2/4 training heart_seg_ct for {epochs} epochs on 8 phantoms (validation on 4 others)")
-    schedule = {**TRAIN_OVERRIDES, "val_interval": min(TRAIN_OVERRIDES["val_interval"], epochs)}  # a model.pt however short
+    schedule = {
+        **TRAIN_OVERRIDES,
+        "val_interval": min(TRAIN_OVERRIDES["val_interval"], epochs),
+    }  # a model.pt however short
     run_workflow("heart_seg_ct", ["train.yaml"], "train", epochs=epochs, resume=False, **common, **schedule)
     print("3/4 evaluating models/model.pt on the 4 unseen phantoms")
     run_workflow("heart_seg_ct", ["train.yaml", "evaluate.yaml"], "train", **common)
@@ -53,7 +55,9 @@ def run_demo(output_dir: str = "runs/demo", epochs: int = 50, seed: int = 0) -> 
         print(f"{name:>20s} | {row['val_mean_dice']:6.3f} | {row['val_hd95']:8.2f}")
     mean_dice = sum(r["val_mean_dice"] for r in metrics.values()) / len(metrics)
     print(f"{'mean':>20s} | {mean_dice:6.3f} |")
-    print(f"\nmodel: {root / 'models' / 'model.pt'}; segmentations: {root / 'predictions'}; "
-          f"TensorBoard: tensorboard --logdir {root / 'eval'}")
+    print(
+        f"\nmodel: {root / 'models' / 'model.pt'}; segmentations: {root / 'predictions'}; "
+        f"TensorBoard: tensorboard --logdir {root / 'eval'}"
+    )
     print(f"done in {(time.time() - start) / 60:.1f} min")
     return metrics

@@ -39,9 +39,7 @@ class MapLabelCodesd(MapTransform):
         allow_missing_keys: don't raise if a key is missing.
     """
 
-    def __init__(
-        self, keys: KeysCollection, codes: Sequence[int | None], allow_missing_keys: bool = False
-    ) -> None:
+    def __init__(self, keys: KeysCollection, codes: Sequence[int | None], allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         declared = [int(c) for c in codes if c is not None]
         if len(set(declared)) != len(declared):

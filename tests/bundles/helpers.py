@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import REPO_ROOT
+from xlstm_monai.presets import SMALL, overrides
 from xlstm_monai.workflow import read_structure_metrics, run_workflow
 
 __all__ = ["SMALL_UNET", "config_path", "load_json", "load_yaml", "read_structure_metrics", "run_workflow"]
@@ -15,7 +16,7 @@ __all__ = ["SMALL_UNET", "config_path", "load_json", "load_yaml", "read_structur
 BUNDLES = REPO_ROOT / "bundles"
 
 # a small XLSTMUNet with every part of the default one (encoder, token skips, conv path, decoder)
-SMALL_UNET = {"network_def#embed_dim": 96, "network_def#depth": 4, "network_def#num_heads": 2}
+SMALL_UNET = overrides(SMALL)
 
 
 def config_path(bundle: str, name: str) -> str:

@@ -12,6 +12,7 @@ from tests.bundles.helpers import SMALL_UNET, config_path, load_json, load_yaml,
 from tests.conftest import SHARED_DATA
 from xlstm_monai.data import default_datalist
 from xlstm_monai.data.phantoms import write_hippocampus_phantoms
+from xlstm_monai.presets import TINY, overrides
 
 BUNDLE = "brain_hippocampus"
 FAST = {**SMALL_UNET, "network_def#feature_size": 16, "num_workers": 0, "learning_rate": 3.0e-3, "warmup_epochs": 2}
@@ -46,10 +47,17 @@ def test_metadata_and_network_shapes():
     meta = load_json(config_path(BUNDLE, "metadata.json"))
     assert meta["version"] in meta["changelog"]
     assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {
-        "0": "background", "1": "anterior", "2": "posterior"}
-    verify_net_in_out(net_id="network_def", meta_file=config_path(BUNDLE, "metadata.json"),
-                      config_file=config_path(BUNDLE, "inference.yaml"), n=2,
-                      **{"network_def#embed_dim": 48, "network_def#depth": 2, "network_def#num_heads": 2})
+        "0": "background",
+        "1": "anterior",
+        "2": "posterior",
+    }
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=config_path(BUNDLE, "metadata.json"),
+        config_file=config_path(BUNDLE, "inference.yaml"),
+        n=2,
+        **overrides(TINY),
+    )
     assert load_yaml(BUNDLE, "train.yaml")["network_def"] == load_yaml(BUNDLE, "inference.yaml")["network_def"]
 
 
@@ -59,8 +67,10 @@ def test_twenty_cases_reach_dice_on_ten_others(trained):
     metrics = read_structure_metrics(root / "eval")
     assert list(metrics) == ["anterior", "posterior"]
     dice = np.mean([m["val_mean_dice"] for m in metrics.values()])
-    assert dice >= 0.60, f"mean Dice {dice:.3f} (anterior {metrics['anterior']['val_mean_dice']:.3f}, " \
-                         f"posterior {metrics['posterior']['val_mean_dice']:.3f})"
+    assert dice >= 0.60, (
+        f"mean Dice {dice:.3f} (anterior {metrics['anterior']['val_mean_dice']:.3f}, "
+        f"posterior {metrics['posterior']['val_mean_dice']:.3f})"
+    )
     assert all(np.isfinite(m["val_hd95"]) for m in metrics.values())
 
 
@@ -69,8 +79,15 @@ def test_inference_lands_on_the_input_grid(trained, tmp_path):
     _, common = trained
     source = f"{common['dataset_dir']}/imagesTr"
     overrides = {k: v for k, v in common.items() if k.startswith(("network_def", "num_workers", "bundle_root"))}
-    run_workflow(BUNDLE, ["inference.yaml"], "infer", dataset_dir=source, input_pattern="hippocampus_00*.nii.gz",
-                 output_dir=str(tmp_path), **overrides)
+    run_workflow(
+        BUNDLE,
+        ["inference.yaml"],
+        "infer",
+        dataset_dir=source,
+        input_pattern="hippocampus_00*.nii.gz",
+        output_dir=str(tmp_path),
+        **overrides,
+    )
     outputs = sorted(tmp_path.glob("*_seg.nii.gz"))
     assert outputs
     for output in outputs:

@@ -11,6 +11,7 @@ from tests.bundles.helpers import SMALL_UNET, config_path, load_json, load_yaml,
 from tests.conftest import shared_data
 from xlstm_monai.data import MMWHS_CODES, build_datalist
 from xlstm_monai.data.phantoms import write_heart_phantoms
+from xlstm_monai.presets import TINY, overrides
 
 BUNDLES = ("heart_seg_ct", "heart_seg_mri")
 MODALITY = {"heart_seg_ct": "ct", "heart_seg_mri": "mr"}
@@ -40,8 +41,16 @@ def test_metadata_is_valid(bundle, tmp_path):
     meta = load_json(config_path(bundle, "metadata.json"))
     assert meta["version"] in meta["changelog"]
     channels = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
-    assert list(channels.values()) == ["background", "left_ventricle", "right_ventricle", "left_atrium",
-                                       "right_atrium", "myocardium", "ascending_aorta", "pulmonary_artery"]
+    assert list(channels.values()) == [
+        "background",
+        "left_ventricle",
+        "right_ventricle",
+        "left_atrium",
+        "right_atrium",
+        "myocardium",
+        "ascending_aorta",
+        "pulmonary_artery",
+    ]
     assert {"xlstm-monai", "xlstm"} <= set(meta["required_packages_version"])
 
 
@@ -54,7 +63,7 @@ def test_network_in_out_and_configs_agree(bundle):
         meta_file=config_path(bundle, "metadata.json"),
         config_file=config_path(bundle, "inference.yaml"),
         n=2,
-        **{"network_def#embed_dim": 48, "network_def#depth": 2, "network_def#num_heads": 2},
+        **overrides(TINY),
     )
     train, infer = load_yaml(bundle, "train.yaml"), load_yaml(bundle, "inference.yaml")
     assert train["network_def"] == infer["network_def"]
@@ -85,8 +94,15 @@ def test_training_reaches_dice_on_unseen_phantoms(trained):
     bundle, root, _ = trained
     assert (root / "models" / "model.pt").is_file() and (root / "models" / "last.pt").is_file()
     metrics = read_structure_metrics(root / "eval")
-    assert list(metrics) == ["left_ventricle", "right_ventricle", "left_atrium", "right_atrium", "myocardium",
-                             "ascending_aorta", "pulmonary_artery"]
+    assert list(metrics) == [
+        "left_ventricle",
+        "right_ventricle",
+        "left_atrium",
+        "right_atrium",
+        "myocardium",
+        "ascending_aorta",
+        "pulmonary_artery",
+    ]
     dice = np.mean([m["val_mean_dice"] for m in metrics.values()])
     assert dice >= 0.80, f"{bundle}: mean foreground Dice {dice:.3f} on 4 unseen phantoms"
     assert all(np.isfinite(m["val_hd95"]) and m["val_hd95"] >= 0 for m in metrics.values())
@@ -96,8 +112,13 @@ def test_training_reaches_dice_on_unseen_phantoms(trained):
 def test_inference_writes_mmwhs_codes_on_input_grid(trained):
     bundle, root, common = trained
     out = root / "pred"
-    run_workflow(bundle, ["inference.yaml"], "infer", output_dir=str(out),
-                 **{k: v for k, v in common.items() if not k.startswith(("learning", "warmup", "num_samples"))})
+    run_workflow(
+        bundle,
+        ["inference.yaml"],
+        "infer",
+        output_dir=str(out),
+        **{k: v for k, v in common.items() if not k.startswith(("learning", "warmup", "num_samples"))},
+    )
     images = sorted((root / "data").glob("*_image.nii.gz"))
     predictions = sorted(out.glob("*_seg.nii.gz"))
     assert len(predictions) == len(images) == 12
@@ -117,8 +138,7 @@ def test_inference_on_real_ct_keeps_shape_and_affine(trained, tmp_path):
     ct_dir = shared_data("totalseg_heart_ct")
     overrides = {k: v for k, v in common.items() if not k.startswith(("learning", "warmup", "num_samples"))}
     overrides["dataset_dir"] = str(ct_dir)
-    run_workflow(bundle, ["inference.yaml"], "infer", input_pattern="ct.nii.gz", output_dir=str(tmp_path),
-                 **overrides)
+    run_workflow(bundle, ["inference.yaml"], "infer", input_pattern="ct.nii.gz", output_dir=str(tmp_path), **overrides)
     src, seg = nib.load(ct_dir / "ct.nii.gz"), nib.load(tmp_path / "ct_seg.nii.gz")
     assert seg.shape == src.shape and np.allclose(seg.affine, src.affine)
     # a phantom-trained model already finds the heart in a real CT: whole-heart overlap with the reference mask

@@ -14,8 +14,15 @@ from xlstm_monai.data.phantoms import write_heart_phantoms, write_hippocampus_ph
 
 def test_generates_phantoms_in_the_bundles_own_folder_once_and_reuses_them(tmp_path):
     folder, datalist = tmp_path / "phantoms", tmp_path / "lists" / "datalist.json"
-    path = prepare_datalist(str(folder), str(datalist), "heart_mr", num_phantoms=3, shape=(32, 32, 32),
-                            spacing=(4.5, 4.5, 4.5), phantom_dir=str(folder))
+    path = prepare_datalist(
+        str(folder),
+        str(datalist),
+        "heart_mr",
+        num_phantoms=3,
+        shape=(32, 32, 32),
+        spacing=(4.5, 4.5, 4.5),
+        phantom_dir=str(folder),
+    )
     cases = load_decathlon_datalist(path, True, "training", str(folder))
     assert len(cases) == 3 and all(c["image"].endswith("_image.nii.gz") and c["modality"] == "MRI" for c in cases)
     assert json.loads((folder / "PHANTOMS.json").read_text())["kind"] == "heart_mr"
@@ -66,8 +73,15 @@ def test_a_datalist_built_for_another_folder_is_an_error_naming_both(tmp_path):
 
 def test_brain_phantoms_give_a_classification_datalist(tmp_path):
     folder = tmp_path / "brains"
-    prepare_datalist(str(folder), str(tmp_path / "datalist.json"), "brain", num_phantoms=6, shape=(32, 40, 32),
-                     spacing=(5.0, 5.0, 5.0), phantom_dir=str(folder))
+    prepare_datalist(
+        str(folder),
+        str(tmp_path / "datalist.json"),
+        "brain",
+        num_phantoms=6,
+        shape=(32, 40, 32),
+        spacing=(5.0, 5.0, 5.0),
+        phantom_dir=str(folder),
+    )
     training = json.loads((tmp_path / "datalist.json").read_text())["training"]
     assert len(training) == 6 and {c["label_name"] for c in training} == {"CN", "AD"}
 
@@ -116,7 +130,11 @@ def test_a_fold_datalist_uses_its_folds(task, tmp_path):
 @pytest.mark.parametrize(
     ("text", "name", "message"),
     [
-        ('{"training": [{"image": "a.nii.gz", "label": "b.nii.gz"},]}', "bad.json", "is not valid JSON: .* at line 1 column"),
+        (
+            '{"training": [{"image": "a.nii.gz", "label": "b.nii.gz"},]}',
+            "bad.json",
+            "is not valid JSON: .* at line 1 column",
+        ),
         ("training:\n  - image: a\n   label: b\n", "bad.yaml", "is not valid YAML: .* at line 3 column"),
         ('[{"image": "a.nii.gz"}]', "list.json", "holds a list, expected a MONAI datalist"),
         ('{"testing": [{"image": "a.nii.gz"}]}', "test_only.json", "has no 'training' list"),

@@ -57,8 +57,10 @@ def make_mmwhs(root: Path, make=touch) -> Path:
 
 
 def fake_cases(n: int, classes: int | None = None) -> list[dict]:
-    cases = [{"image": f"/data/case_{i:03d}.nii.gz", "label": f"/data/labels/case_{i:03d}.nii.gz", "modality": "MRI"}
-             for i in range(n)]
+    cases = [
+        {"image": f"/data/case_{i:03d}.nii.gz", "label": f"/data/labels/case_{i:03d}.nii.gz", "modality": "MRI"}
+        for i in range(n)
+    ]
     if classes:
         for i, case in enumerate(cases):
             case["label"] = i % classes
@@ -327,14 +329,20 @@ def write_csv(path: Path, rows: list[list[str]]) -> Path:
 def test_csv_with_id_prefix_and_string_classes(tmp_path):
     for sid in ("S01", "S02", "S03", "S04", "S010"):
         touch(tmp_path / "images" / f"{sid}-T1.nii.gz")
-    table = write_csv(tmp_path / "participants.csv",
-                      [["MRID", "Diagnosis"], ["S01", "AD"], ["S02", "CN"], ["S03", "CN"], ["S04", "AD"]])
+    table = write_csv(
+        tmp_path / "participants.csv",
+        [["MRID", "Diagnosis"], ["S01", "AD"], ["S02", "CN"], ["S03", "CN"], ["S04", "AD"]],
+    )
     cases = read_participants_csv(table, "Diagnosis", "CN,AD", id_column="MRID")
     assert [(Path(c["image"]).name, c["label"], c["label_name"]) for c in cases] == [
-        ("S01-T1.nii.gz", 1, "AD"), ("S02-T1.nii.gz", 0, "CN"), ("S03-T1.nii.gz", 0, "CN"), ("S04-T1.nii.gz", 1, "AD")
+        ("S01-T1.nii.gz", 1, "AD"),
+        ("S02-T1.nii.gz", 0, "CN"),
+        ("S03-T1.nii.gz", 0, "CN"),
+        ("S04-T1.nii.gz", 1, "AD"),
     ]  # S01 does not match S010
-    dl = build_datalist(str(table), str(tmp_path / "out" / "dl.json"), target="Diagnosis", classes=("CN", "AD"),
-                        num_folds=2)
+    dl = build_datalist(
+        str(table), str(tmp_path / "out" / "dl.json"), target="Diagnosis", classes=("CN", "AD"), num_folds=2
+    )
     assert dl["kind"] == "csv" and dl["labels"] == {"0": "CN", "1": "AD"}
     assert all(Counter(e["label"] for e in dl["training"] if e["fold"] == f) == {0: 1, 1: 1} for f in (0, 1))
     items = load_decathlon_datalist(str(tmp_path / "out" / "dl.json"), base_dir=str(tmp_path))
@@ -354,14 +362,17 @@ def test_csv_collects_every_problem_with_its_row(tmp_path):
     touch(tmp_path / "images" / "P2_t1.nii.gz")
     touch(tmp_path / "images" / "P5_a.nii.gz")
     touch(tmp_path / "images" / "P5_b.nii.gz")
-    table = write_csv(tmp_path / "p.csv", [
-        ["ID", "Sex"],
-        ["P1", "F"],  # row 2: fine
-        ["P2", "X"],  # row 3: unknown class
-        ["P3", "M"],  # row 4: no image
-        ["P1", ""],  # row 5: empty target and image of row 2 again
-        ["P5", "M"],  # row 6: ambiguous image
-    ])
+    table = write_csv(
+        tmp_path / "p.csv",
+        [
+            ["ID", "Sex"],
+            ["P1", "F"],  # row 2: fine
+            ["P2", "X"],  # row 3: unknown class
+            ["P3", "M"],  # row 4: no image
+            ["P1", ""],  # row 5: empty target and image of row 2 again
+            ["P5", "M"],  # row 6: ambiguous image
+        ],
+    )
     with pytest.raises(ValueError) as error:
         read_participants_csv(table, "Sex", "F,M", id_column="ID")
     lines = str(error.value).splitlines()[1:]

@@ -35,7 +35,10 @@ def _volume_ml(mask: np.ndarray, spacing) -> float:
 
 
 def _world_axes(shape, affine):
-    return [affine[a, a] * np.arange(n).reshape([-1 if k == a else 1 for k in range(3)]) + affine[a, 3] for a, n in enumerate(shape)]
+    return [
+        affine[a, a] * np.arange(n).reshape([-1 if k == a else 1 for k in range(3)]) + affine[a, 3]
+        for a, n in enumerate(shape)
+    ]
 
 
 @pytest.mark.parametrize("modality", ["ct", "mr"])
@@ -154,9 +157,17 @@ def test_heart_left_right_blood_not_a_fixed_shortcut():
 def test_write_heart_phantoms_mmwhs_names_and_loadable(tmp_path):
     from monai.transforms import LoadImage
 
-    entries = write_heart_phantoms(str(tmp_path), num_cases=2, modality="ct", shape=(32, 32, 32), spacing=(4.5,) * 3, seed=5)
-    assert [os.path.basename(e["image"]) for e in entries] == ["ct_train_1001_image.nii.gz", "ct_train_1002_image.nii.gz"]
-    assert [os.path.basename(e["label"]) for e in entries] == ["ct_train_1001_label.nii.gz", "ct_train_1002_label.nii.gz"]
+    entries = write_heart_phantoms(
+        str(tmp_path), num_cases=2, modality="ct", shape=(32, 32, 32), spacing=(4.5,) * 3, seed=5
+    )
+    assert [os.path.basename(e["image"]) for e in entries] == [
+        "ct_train_1001_image.nii.gz",
+        "ct_train_1002_image.nii.gz",
+    ]
+    assert [os.path.basename(e["label"]) for e in entries] == [
+        "ct_train_1001_label.nii.gz",
+        "ct_train_1002_label.nii.gz",
+    ]
     image, label, affine = heart_phantom("ct", (32, 32, 32), (4.5,) * 3, seed=6)  # case 2 uses seed + 1
     loader = LoadImage(image_only=True)
     loaded_image, loaded_label = loader(entries[1]["image"]), loader(entries[1]["label"])
@@ -172,7 +183,9 @@ def test_write_heart_phantoms_mmwhs_names_and_loadable(tmp_path):
     assert np.issubdtype(header.get_data_dtype(), np.integer)
     assert nib.load(entries[0]["image"]).header.get_data_dtype() == np.float32
 
-    mr = write_heart_phantoms(str(tmp_path / "mr"), 1, "mr", (32, 32, 32), (4.5,) * 3, split="test", first_id=2001, with_labels=False)
+    mr = write_heart_phantoms(
+        str(tmp_path / "mr"), 1, "mr", (32, 32, 32), (4.5,) * 3, split="test", first_id=2001, with_labels=False
+    )
     assert mr == [{"image": str(tmp_path / "mr" / "mr_test_2001_image.nii.gz")}]
     assert os.listdir(tmp_path / "mr") == ["mr_test_2001_image.nii.gz"]
 
@@ -204,14 +217,27 @@ def test_write_hippocampus_phantoms_decathlon_layout(tmp_path):
     with open(path, encoding="utf-8") as handle:
         meta = json.load(handle)
     expected_keys = {
-        "name", "description", "reference", "licence", "release", "tensorImageSize",
-        "modality", "labels", "numTraining", "numTest", "training", "test",
+        "name",
+        "description",
+        "reference",
+        "licence",
+        "release",
+        "tensorImageSize",
+        "modality",
+        "labels",
+        "numTraining",
+        "numTest",
+        "training",
+        "test",
     }
     assert set(meta) == expected_keys
     assert meta["modality"] == {"0": "MRI"}
     assert meta["labels"] == {"0": "background", "1": "Anterior", "2": "Posterior"}
     assert meta["numTraining"] == 3 and meta["numTest"] == 0 and meta["test"] == []
-    assert meta["training"][0] == {"image": "./imagesTr/hippocampus_001.nii.gz", "label": "./labelsTr/hippocampus_001.nii.gz"}
+    assert meta["training"][0] == {
+        "image": "./imagesTr/hippocampus_001.nii.gz",
+        "label": "./labelsTr/hippocampus_001.nii.gz",
+    }
 
     datalist = load_decathlon_datalist(path, data_list_key="training", base_dir=str(tmp_path))
     assert len(datalist) == 3
@@ -246,14 +272,18 @@ def test_brain_phantom_head_and_class_signal():
     female = [(brain_phantom("CN", "F", BRAIN_SHAPE, BRAIN_SPACING, seed=s)[0] > 0).sum() for s in range(4)]
     assert np.mean(male) > np.mean(female)
 
-    np.testing.assert_array_equal(brain_phantom("AD", "M", BRAIN_SHAPE, BRAIN_SPACING, seed=3)[0],
-                                  brain_phantom("AD", "M", BRAIN_SHAPE, BRAIN_SPACING, seed=3)[0])
+    np.testing.assert_array_equal(
+        brain_phantom("AD", "M", BRAIN_SHAPE, BRAIN_SPACING, seed=3)[0],
+        brain_phantom("AD", "M", BRAIN_SHAPE, BRAIN_SPACING, seed=3)[0],
+    )
 
 
 def test_write_brain_phantoms_csv(tmp_path):
     from monai.transforms import LoadImage
 
-    path = write_brain_phantoms(str(tmp_path), num_cases=6, shape=BRAIN_SHAPE, spacing=BRAIN_SPACING, seed=2, ad_fraction=0.5)
+    path = write_brain_phantoms(
+        str(tmp_path), num_cases=6, shape=BRAIN_SHAPE, spacing=BRAIN_SPACING, seed=2, ad_fraction=0.5
+    )
     assert path == str(tmp_path / "participants.csv")
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)

@@ -27,6 +27,7 @@ import yaml
 from tests.conftest import REPO_ROOT
 from xlstm_monai.data import MMWHS_CODES
 from xlstm_monai.data.phantoms import write_heart_phantoms
+from xlstm_monai.presets import SMALL, overrides
 
 pytestmark = pytest.mark.monailabel
 
@@ -35,10 +36,7 @@ SHAPE, SPACING = (48, 48, 48), (3.0, 3.0, 3.0)
 NUM_LABELED, NUM_UNLABELED = 3, 1  # 3 labelled: 2 train (one batch), 1 validates
 # written into the copied configs: a small network on whole 48^3 volumes at 3 mm, so CPU steps take seconds
 SMALL = {
-    "network_def#embed_dim": 96,
-    "network_def#depth": 4,
-    "network_def#num_heads": 2,
-    "network_def#feature_size": 16,
+    **overrides(SMALL, feature_size=16),
     "roi_size": [48, 48, 48],
     "spacing": [3.0, 3.0, 3.0],
     "num_workers": 0,
@@ -137,8 +135,21 @@ def server(tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     log = open(root / "server.log", "w")
     command = [
-        python, "-m", "monailabel.main", "start_server", "--app", app, "--studies", studies,
-        "--host", "127.0.0.1", "--port", str(port), "--conf", "bundles_dir", root / "bundles",
+        python,
+        "-m",
+        "monailabel.main",
+        "start_server",
+        "--app",
+        app,
+        "--studies",
+        studies,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--conf",
+        "bundles_dir",
+        root / "bundles",
     ]
     # its own session, so stopping it also stops the training process it starts
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xlstm_monai.networks.blocks import MLSTMKernel, ScanDirection, ViLBlock, resolve_kernel_name, scan_order
+from xlstm_monai.networks.blocks import MLSTMKernel, MLSTMScanBlock, ScanDirection, resolve_kernel_name, scan_order
 
 
 def _qkvif(seq_len: int, seed: int = 0, device: str = "cpu", heads: int = 2, dqk: int = 8, dv: int = 16):
@@ -58,7 +58,7 @@ def test_scan_orders_cover_every_axis_both_ways():
 @pytest.mark.parametrize("fast_axis", [0, 1, 2])
 @pytest.mark.parametrize("direction", list(ScanDirection))
 def test_scan_permutation_round_trip(fast_axis, direction):
-    block = ViLBlock(24, 2, fast_axis=fast_axis, direction=direction)
+    block = MLSTMScanBlock(24, 2, fast_axis=fast_axis, direction=direction)
     grid = torch.randn(2, 3, 4, 5, 24)
     seq, perm = block._to_sequence(grid)
     assert seq.shape == (2, 60, 24)
@@ -71,7 +71,7 @@ def test_scan_permutation_round_trip(fast_axis, direction):
 def test_block_is_causal_along_its_scan():
     """Perturbing one token changes only the tokens after it in the scan order, and the class token."""
     torch.manual_seed(0)
-    block = ViLBlock(24, 2, fast_axis=2, direction=ScanDirection.FORWARD).eval()
+    block = MLSTMScanBlock(24, 2, fast_axis=2, direction=ScanDirection.FORWARD).eval()
     grid = torch.randn(1, 3, 3, 3, 24)
     cls = torch.randn(1, 1, 24)
     perturbed = grid.clone()

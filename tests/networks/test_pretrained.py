@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import TINY
 from xlstm_monai.networks import XLSTMClassifier, XLSTMEncoder, XLSTMUNet, load_pretrained_encoder
+from xlstm_monai.presets import TINY
 
 
 def _pretrained(path, **overrides):

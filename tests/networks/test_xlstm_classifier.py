@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import TINY
 from xlstm_monai.networks import XLSTMClassifier
+from xlstm_monai.presets import TINY
 
 
 @pytest.mark.parametrize("pooling", ["cls", "avg", "cls_avg"])

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import TINY
 from xlstm_monai.networks import XLSTMEncoder
+from xlstm_monai.presets import TINY
 
 
 @pytest.mark.parametrize("spatial", [(32, 32, 32), (32, 40, 24)])

@@ -9,8 +9,13 @@ from xlstm_monai.data.phantoms import write_heart_phantoms
 from xlstm_monai.release.verify import SMOKE
 
 # the tiny network and grid of the bundle checks (ci/verify_bundles), with a validation every epoch
-TINY_RUN = {**SMOKE["heart_seg_ct"]["network"], "num_samples": 1, "num_workers": 0, "cache_rate": 0.0,
-            "val_interval": 1}
+TINY_RUN = {
+    **SMOKE["heart_seg_ct"]["network"],
+    "num_samples": 1,
+    "num_workers": 0,
+    "cache_rate": 0.0,
+    "val_interval": 1,
+}
 
 
 @pytest.fixture

@@ -64,8 +64,10 @@ def test_label_value_outside_the_mmwhs_codes(tmp_path):
 def test_shape_mismatch_names_both_files(tmp_path):
     case = _case(tmp_path, "ct_train_1005", image=np.zeros((24, 24, 20), np.float32))
     message = _problem([case])
-    assert ("ct_train_1005_label.nii.gz: shape (24, 24, 24) differs from image" in message
-            and "ct_train_1005_image.nii.gz shape (24, 24, 20)" in message)
+    assert (
+        "ct_train_1005_label.nii.gz: shape (24, 24, 24) differs from image" in message
+        and "ct_train_1005_image.nii.gz shape (24, 24, 20)" in message
+    )
 
 
 def test_affine_mismatch_names_both_files(tmp_path):
@@ -108,8 +110,10 @@ def test_empty_label_is_only_a_warning(tmp_path, caplog):
 def test_every_problem_is_reported_together_by_the_command(tmp_path):
     """xlstm-monai check-data on a datalist with five bad cases: one line per file, exit code 1."""
     good = _case(tmp_path, "ct_train_1010")
-    bad = [_case(tmp_path, "ct_train_1011", image=np.zeros((24, 24), np.float32)),
-           _case(tmp_path, "ct_train_1012", affine=np.diag([2.0, 2.0, 3.0, 1.0]))]
+    bad = [
+        _case(tmp_path, "ct_train_1011", image=np.zeros((24, 24), np.float32)),
+        _case(tmp_path, "ct_train_1012", affine=np.diag([2.0, 2.0, 3.0, 1.0])),
+    ]
     label = np.zeros((24, 24, 24), np.int16)
     label[1, 1, 1] = 421
     bad.append(_case(tmp_path, "ct_train_1013", label=label))
@@ -119,9 +123,21 @@ def test_every_problem_is_reported_together_by_the_command(tmp_path):
     datalist = tmp_path / "datalist.json"
     datalist.write_text(json.dumps({"training": [dict(c, fold=i % 2) for i, c in enumerate([good] + bad)]}))
     result = subprocess.run(
-        [sys.executable, "-m", "xlstm_monai.cli", "check-data", "--config_file",
-         config_path("heart_seg_ct", "train.yaml"), "--datalist", str(datalist), "--dataset_dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "xlstm_monai.cli",
+            "check-data",
+            "--config_file",
+            config_path("heart_seg_ct", "train.yaml"),
+            "--datalist",
+            str(datalist),
+            "--dataset_dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 1, result.stdout + result.stderr
     errors = [line for line in result.stdout.splitlines() if line.strip().startswith("ERROR")]
@@ -138,8 +154,15 @@ def test_training_refuses_bad_data_before_any_step(phantom_set, tmp_path):
     array[0, 0, 0] = 421
     nib.save(nib.Nifti1Image(array, image.affine), label)
     with pytest.raises(Exception) as error:
-        run_workflow("heart_seg_ct", ["train.yaml"], "train", bundle_root=str(tmp_path), dataset_dir=str(data),
-                     epochs=1, **TINY_RUN)
+        run_workflow(
+            "heart_seg_ct",
+            ["train.yaml"],
+            "train",
+            bundle_root=str(tmp_path),
+            dataset_dir=str(data),
+            epochs=1,
+            **TINY_RUN,
+        )
     assert "ct_train_1002_label.nii.gz: label values 421" in _chain(error.value)
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
 
@@ -156,14 +179,26 @@ def test_inference_skips_a_broken_file_and_segments_the_rest(phantom_set, tmp_pa
     parser.update({**overrides, "roi_size": [32, 32, 32]})
     (tmp_path / "models").mkdir()
     torch.save(parser.get_parsed_content("network_def").state_dict(), tmp_path / "models" / "model.pt")
-    workflow = run_workflow("heart_seg_ct", ["inference.yaml"], "infer", bundle_root=str(tmp_path), dataset_dir=str(data),
-                 output_dir=str(tmp_path / "out"), roi_size=[32, 32, 32], spacing=[4.5, 4.5, 4.5], num_workers=0,
-                 **overrides)
+    workflow = run_workflow(
+        "heart_seg_ct",
+        ["inference.yaml"],
+        "infer",
+        bundle_root=str(tmp_path),
+        dataset_dir=str(data),
+        output_dir=str(tmp_path / "out"),
+        roi_size=[32, 32, 32],
+        spacing=[4.5, 4.5, 4.5],
+        num_workers=0,
+        **overrides,
+    )
     written = sorted(p.name for p in (tmp_path / "out").glob("*_seg.nii.gz"))
     assert written == [f"ct_train_100{i}_image_seg.nii.gz" for i in (1, 2, 4, 5, 6)]
     failures = workflow.parser.get_parsed_content("input_screen").failures  # logged, and listed again at the end
     assert len(failures) == 2
-    assert "ct_train_1003_image.nii.gz: cannot be read" in failures[0] and "ct_train_1099_image.nii.gz: is 2D" in failures[1]
+    assert (
+        "ct_train_1003_image.nii.gz: cannot be read" in failures[0]
+        and "ct_train_1099_image.nii.gz: is 2D" in failures[1]
+    )
 
 
 def _chain(error: BaseException) -> str:

@@ -22,8 +22,15 @@ EPOCHS = 6
 
 def _command(root, data):
     overrides = {**TINY_RUN, "bundle_root": str(root), "dataset_dir": str(data), "epochs": EPOCHS}
-    args = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file",
-            config_path("heart_seg_ct", "train.yaml")]
+    args = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "training",
+        "--config_file",
+        config_path("heart_seg_ct", "train.yaml"),
+    ]
     for key, value in overrides.items():
         args += [f"--{key}", json.dumps(value)]
     return args
@@ -33,8 +40,9 @@ def _command(root, data):
 def test_sigkill_mid_epoch_then_resume(phantom_set, tmp_path):
     data, _ = phantom_set
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(_command(tmp_path, data), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=env)
+    process = subprocess.Popen(
+        _command(tmp_path, data), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
     killed_in = None
     for line in process.stdout:  # kill during the second iteration of epoch 3
         if "Epoch: 3/6, Iter: 2/" in line:
@@ -68,8 +76,14 @@ def test_sigkill_mid_epoch_then_resume(phantom_set, tmp_path):
 
 
 def _train(root, data, **overrides):
-    return run_workflow("heart_seg_ct", ["train.yaml"], "train", bundle_root=str(root), dataset_dir=str(data),
-                        **{**TINY_RUN, **overrides})
+    return run_workflow(
+        "heart_seg_ct",
+        ["train.yaml"],
+        "train",
+        bundle_root=str(root),
+        dataset_dir=str(data),
+        **{**TINY_RUN, **overrides},
+    )
 
 
 NAN_LOSS = {
@@ -106,12 +120,18 @@ def test_fixed_seed_gives_the_same_loss_curve(phantom_set, tmp_path):
     for run in range(2):
         losses = []
         workflow_root = tmp_path / f"run{run}"
-        workflow = ConfigWorkflow(config_file=config_path("heart_seg_ct", "train.yaml"), workflow_type="train",
-                                  bundle_root=str(workflow_root), dataset_dir=str(data),
-                                  **{**TINY_RUN, "epochs": 2, "cache_rate": 1.0})
+        workflow = ConfigWorkflow(
+            config_file=config_path("heart_seg_ct", "train.yaml"),
+            workflow_type="train",
+            bundle_root=str(workflow_root),
+            dataset_dir=str(data),
+            **{**TINY_RUN, "epochs": 2, "cache_rate": 1.0},
+        )
         workflow.initialize()
         trainer = workflow.parser.get_parsed_content("train#trainer")
-        trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.append(float(e.state.output[0]["loss"])))
+        trainer.add_event_handler(
+            Events.ITERATION_COMPLETED, lambda e, out=losses: out.append(float(e.state.output[0]["loss"]))
+        )
         workflow.run()
         workflow.finalize()
         curves.append(losses)

@@ -9,10 +9,16 @@ from ignite.engine import Events
 
 from tests.bundles.helpers import run_workflow
 from xlstm_monai.networks import XLSTMClassifier, XLSTMEncoder, XLSTMUNet, load_pretrained_encoder
-from xlstm_monai.ssl import StudentTeacher, StudentTeacherLoss, StudentTeacherTrainer, TrainingCollapsedError
-from xlstm_monai.ssl import random_token_mask
+from xlstm_monai.presets import TINY, overrides
+from xlstm_monai.ssl import (
+    StudentTeacher,
+    StudentTeacherLoss,
+    StudentTeacherTrainer,
+    TrainingCollapsedError,
+    random_token_mask,
+)
 
-TINY_ENCODER = {"encoder_def#embed_dim": 48, "encoder_def#depth": 2, "encoder_def#num_heads": 2}
+TINY_ENCODER = overrides(TINY, prefix="encoder_def")
 FAST = {
     **TINY_ENCODER,
     "num_phantoms": 6,
@@ -35,16 +41,22 @@ def _train(root, epochs, record=None, **overrides):
 
     from tests.bundles.helpers import config_path
 
-    workflow = ConfigWorkflow(config_file=config_path("pretrain_ssl", "train.yaml"),
-                              meta_file=config_path("pretrain_ssl", "metadata.json"),
-                              logging_file=config_path("pretrain_ssl", "logging.conf"),
-                              workflow_type="train", bundle_root=str(root), epochs=epochs, **{**FAST, **overrides})
+    workflow = ConfigWorkflow(
+        config_file=config_path("pretrain_ssl", "train.yaml"),
+        meta_file=config_path("pretrain_ssl", "metadata.json"),
+        logging_file=config_path("pretrain_ssl", "logging.conf"),
+        workflow_type="train",
+        bundle_root=str(root),
+        epochs=epochs,
+        **{**FAST, **overrides},
+    )
     workflow.initialize()
     assert not workflow.check_properties()
     if record is not None:
         trainer = workflow.parser.get_parsed_content("train#trainer")
-        trainer.add_event_handler(Events.ITERATION_COMPLETED,
-                                  lambda e: record.append({k: float(v) for k, v in e.state.output.items()}))
+        trainer.add_event_handler(
+            Events.ITERATION_COMPLETED, lambda e: record.append({k: float(v) for k, v in e.state.output.items()})
+        )
     workflow.run()
     workflow.finalize()
     return workflow
@@ -74,7 +86,7 @@ def test_export_loads_into_unet_and_classifier_with_zero_missing_keys(pretrained
     root, _ = pretrained
     export = root / "models" / "encoder.pt"
     assert (root / "models" / "encoder.json").is_file()
-    small = {"embed_dim": 48, "depth": 2, "num_heads": 2}
+    small = dict(TINY)
     unet = load_pretrained_encoder(XLSTMUNet(1, 8, img_size=96, **small), export)
     classifier = load_pretrained_encoder(XLSTMClassifier(1, 2, img_size=64, **small), export)
     assert unet.missing == [] and unet.mismatched == [] and unet.unexpected == ["cls_token", "mask_token"]
@@ -102,8 +114,16 @@ def test_teacher_moves_only_by_ema():
     assert not any(p.requires_grad for p in model.teacher.parameters())
     loss = StudentTeacherLoss(16, 16)
     batch = [{"global_views": torch.rand(2, 2, 1, 16, 16, 16), "local_views": torch.rand(2, 1, 1, 8, 8, 8)}]
-    trainer = StudentTeacherTrainer("cpu", 1, batch, model, torch.optim.SGD(model.student.parameters(), lr=0.5),
-                                    loss, momentum=(0.9, 0.9), clip_grad=0)
+    trainer = StudentTeacherTrainer(
+        "cpu",
+        1,
+        batch,
+        model,
+        torch.optim.SGD(model.student.parameters(), lr=0.5),
+        loss,
+        momentum=(0.9, 0.9),
+        clip_grad=0,
+    )
     before = {k: v.clone() for k, v in model.teacher.state_dict().items()}
     trainer.run()
     students = dict(model.student.named_parameters())

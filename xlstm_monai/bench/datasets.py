@@ -9,7 +9,7 @@ __all__ = ["shared_dataset"]
 
 
 def shared_dataset(name: str, data_dir: str | None = None) -> Path:
-    """Folder of a real dataset: ``data_dir``, else $XLSTM_MONAI_DATA/name, else ../shared/data/name beside the checkout."""
+    """A real dataset's folder: ``data_dir``, else $XLSTM_MONAI_DATA/name, else ../shared/data/name by the checkout."""
     if data_dir:
         return Path(data_dir)
     return Path(os.environ.get("XLSTM_MONAI_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")) / name

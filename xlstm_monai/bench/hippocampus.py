@@ -17,17 +17,22 @@ from pathlib import Path
 import numpy as np
 
 from xlstm_monai.bench.datasets import shared_dataset
-from xlstm_monai.workflow import read_structure_metrics, run_workflow
 from xlstm_monai.data import build_datalist
+from xlstm_monai.presets import SMALL, overrides
+from xlstm_monai.workflow import read_structure_metrics, run_workflow
 
 __all__ = ["benchmark_hippocampus"]
 
 UNET = {
-    "_target_": "UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 3,
-    "channels": [32, 64, 128, 256, 512], "strides": [2, 2, 2, 2], "num_res_units": 2,
+    "_target_": "UNet",
+    "spatial_dims": 3,
+    "in_channels": 1,
+    "out_channels": 3,
+    "channels": [32, 64, 128, 256, 512],
+    "strides": [2, 2, 2, 2],
+    "num_res_units": 2,
 }
-SMALL_XLSTM = {"network_def#embed_dim": 96, "network_def#depth": 4, "network_def#num_heads": 2,
-               "network_def#feature_size": 16}
+SMALL_XLSTM = overrides(SMALL, feature_size=16)
 
 
 def benchmark_hippocampus(
@@ -67,13 +72,21 @@ def benchmark_hippocampus(
             run_workflow("brain_hippocampus", ["train.yaml"], "train", **overrides)
             run_workflow("brain_hippocampus", ["train.yaml", "evaluate.yaml"], "train", **overrides)
             metrics = read_structure_metrics(root / "eval")
-            rows.append({"network": name, "fold": fold, "anterior": metrics["anterior"]["val_mean_dice"],
-                         "posterior": metrics["posterior"]["val_mean_dice"],
-                         "anterior_hd95_mm": metrics["anterior"]["val_hd95"],
-                         "posterior_hd95_mm": metrics["posterior"]["val_hd95"],
-                         "minutes": (time.time() - start) / 60})
-            print(f"  fold {fold} {name:9s}: anterior {rows[-1]['anterior']:.3f} posterior {rows[-1]['posterior']:.3f}",
-                  flush=True)
+            rows.append(
+                {
+                    "network": name,
+                    "fold": fold,
+                    "anterior": metrics["anterior"]["val_mean_dice"],
+                    "posterior": metrics["posterior"]["val_mean_dice"],
+                    "anterior_hd95_mm": metrics["anterior"]["val_hd95"],
+                    "posterior_hd95_mm": metrics["posterior"]["val_hd95"],
+                    "minutes": (time.time() - start) / 60,
+                }
+            )
+            print(
+                f"  fold {fold} {name:9s}: anterior {rows[-1]['anterior']:.3f} posterior {rows[-1]['posterior']:.3f}",
+                flush=True,
+            )
     summary = {}
     for name in ("XLSTMUNet", "UNet"):
         mine = [r for r in rows if r["network"] == name]

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from xlstm_monai.workflow import read_structure_metrics, run_workflow
 from xlstm_monai.data import build_datalist
 from xlstm_monai.data.phantoms import write_heart_phantoms
+from xlstm_monai.presets import SMALL
+from xlstm_monai.workflow import read_structure_metrics, run_workflow
 
 __all__ = ["benchmark_label_efficiency"]
 
@@ -33,15 +34,31 @@ SCALES = {
     # sharp teacher (no temperature warm-up to 0.07) and fewer prototypes: with the bundle's 0.04 -> 0.07 and 1024
     # prototypes the teacher drifts to uniform outputs within 10 epochs and the collapse monitor stops the run.
     "cpu": {
-        "shape": (48, 48, 48), "spacing": [3.0, 3.0, 3.0], "global": [48, 48, 48], "local": [24, 24, 24],
-        "encoder": {"embed_dim": 96, "depth": 4, "num_heads": 2}, "out_dim": 256, "pretrain_batch": 4,
-        "finetune_lr": 3.0e-3, "pretrain_lr": 1.0e-3, "teacher_temp": [0.04, 0.04], "momentum": [0.99, 1.0],
+        "shape": (48, 48, 48),
+        "spacing": [3.0, 3.0, 3.0],
+        "global": [48, 48, 48],
+        "local": [24, 24, 24],
+        "encoder": dict(SMALL),
+        "out_dim": 256,
+        "pretrain_batch": 4,
+        "finetune_lr": 3.0e-3,
+        "pretrain_lr": 1.0e-3,
+        "teacher_temp": [0.04, 0.04],
+        "momentum": [0.99, 1.0],
     },
     # GPU: the bundles' defaults
     "full": {
-        "shape": (96, 96, 96), "spacing": [1.5, 1.5, 1.5], "global": [96, 96, 96], "local": [48, 48, 48],
-        "encoder": {}, "out_dim": 4096, "pretrain_batch": 4, "finetune_lr": 2.0e-4, "pretrain_lr": 5.0e-4,
-        "teacher_temp": [0.04, 0.07], "momentum": [0.996, 1.0],
+        "shape": (96, 96, 96),
+        "spacing": [1.5, 1.5, 1.5],
+        "global": [96, 96, 96],
+        "local": [48, 48, 48],
+        "encoder": {},
+        "out_dim": 4096,
+        "pretrain_batch": 4,
+        "finetune_lr": 2.0e-4,
+        "pretrain_lr": 5.0e-4,
+        "teacher_temp": [0.04, 0.07],
+        "momentum": [0.996, 1.0],
     },
 }
 
@@ -71,8 +88,15 @@ def benchmark_label_efficiency(
     data = work / "data"
     start = time.time()
     write_heart_phantoms(str(data), num_cases, "ct", settings["shape"], settings["spacing"], seed)
-    write_heart_phantoms(str(data / "unlabeled_mr"), num_cases, "mr", settings["shape"], settings["spacing"],
-                         seed + 1000, with_labels=False)
+    write_heart_phantoms(
+        str(data / "unlabeled_mr"),
+        num_cases,
+        "mr",
+        settings["shape"],
+        settings["spacing"],
+        seed + 1000,
+        with_labels=False,
+    )
     unlabeled = [f"{data / 'unlabeled_mr'}:MRI"] + list(extra_unlabeled or [])
     pretrain_list = work / "pretrain.json"
     build_datalist(str(data), str(pretrain_list), num_folds=3, seed=seed, unlabeled=unlabeled, base_dir=str(data))
@@ -80,12 +104,21 @@ def benchmark_label_efficiency(
     encoder = {f"encoder_def#{k}": v for k, v in settings["encoder"].items()}
     print(f"pretraining on {2 * num_cases} phantoms ({num_cases} CT + {num_cases} MRI) for {pretrain_epochs} epochs")
     pretrain = {
-        "bundle_root": str(work / "pretrain"), "dataset_dir": str(data), "datalist": str(pretrain_list),
-        "spacing": settings["spacing"], "global_size": settings["global"],
-        "local_size": settings["local"], "out_dim": settings["out_dim"], "patch_out_dim": settings["out_dim"],
-        "batch_size": settings["pretrain_batch"], "learning_rate": settings["pretrain_lr"], "num_workers": 0,
-        "teacher_temp": settings["teacher_temp"], "momentum": settings["momentum"],
-        "teacher_temp_warmup_epochs": max(pretrain_epochs // 5, 1), **encoder,
+        "bundle_root": str(work / "pretrain"),
+        "dataset_dir": str(data),
+        "datalist": str(pretrain_list),
+        "spacing": settings["spacing"],
+        "global_size": settings["global"],
+        "local_size": settings["local"],
+        "out_dim": settings["out_dim"],
+        "patch_out_dim": settings["out_dim"],
+        "batch_size": settings["pretrain_batch"],
+        "learning_rate": settings["pretrain_lr"],
+        "num_workers": 0,
+        "teacher_temp": settings["teacher_temp"],
+        "momentum": settings["momentum"],
+        "teacher_temp_warmup_epochs": max(pretrain_epochs // 5, 1),
+        **encoder,
     }
     run_workflow("pretrain_ssl", ["train.yaml"], "train", epochs=pretrain_epochs, **pretrain)
     run_workflow("pretrain_ssl", ["train.yaml", "export.yaml"], "train", **pretrain)
@@ -102,27 +135,50 @@ def benchmark_label_efficiency(
             root = work / f"finetune_{fraction:g}_{start_from}"
             batches_per_epoch = max(labeled // 2, 1)
             common = {
-                **network, "bundle_root": str(root), "dataset_dir": str(data), "datalist": str(datalist),
-                "spacing": settings["spacing"], "roi_size": settings["global"],
-                "num_samples": 1, "num_workers": 0, "resume": False,
+                **network,
+                "bundle_root": str(root),
+                "dataset_dir": str(data),
+                "datalist": str(datalist),
+                "spacing": settings["spacing"],
+                "roi_size": settings["global"],
+                "num_samples": 1,
+                "num_workers": 0,
+                "resume": False,
             }
             began = time.time()
             run_workflow(
-                "heart_seg_ct", ["train.yaml"], "train",
+                "heart_seg_ct",
+                ["train.yaml"],
+                "train",
                 epochs=max(finetune_iterations // batches_per_epoch, 1),
                 val_interval=max(finetune_iterations // batches_per_epoch, 1),
-                learning_rate=settings["finetune_lr"], warmup_epochs=1,
-                pretrained_encoder=str(export) if start_from == "pretrained" else "", **common,
+                learning_rate=settings["finetune_lr"],
+                warmup_epochs=1,
+                pretrained_encoder=str(export) if start_from == "pretrained" else "",
+                **common,
             )
             run_workflow("heart_seg_ct", ["train.yaml", "evaluate.yaml"], "train", **common)
             metrics = read_structure_metrics(root / "eval")
             dice = float(np.mean([m["val_mean_dice"] for m in metrics.values()]))
-            rows.append({"label_fraction": fraction, "labeled_cases": labeled, "start": start_from,
-                         "mean_dice": dice, "minutes": (time.time() - began) / 60,
-                         "per_structure": {k: m["val_mean_dice"] for k, m in metrics.items()}})
+            rows.append(
+                {
+                    "label_fraction": fraction,
+                    "labeled_cases": labeled,
+                    "start": start_from,
+                    "mean_dice": dice,
+                    "minutes": (time.time() - began) / 60,
+                    "per_structure": {k: m["val_mean_dice"] for k, m in metrics.items()},
+                }
+            )
             print(f"  {fraction:4.0%} labels ({labeled} cases), {start_from:10s}: mean Dice {dice:.3f}", flush=True)
-    report = {"scale": scale, "num_cases": num_cases, "pretrain_epochs": pretrain_epochs,
-              "finetune_iterations": finetune_iterations, "pretrain_minutes": minutes_pretrain, "runs": rows}
+    report = {
+        "scale": scale,
+        "num_cases": num_cases,
+        "pretrain_epochs": pretrain_epochs,
+        "finetune_iterations": finetune_iterations,
+        "pretrain_minutes": minutes_pretrain,
+        "runs": rows,
+    }
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_text(json.dumps(report, indent=2))
     print(format_table(report))
@@ -135,6 +191,8 @@ def format_table(report: dict) -> str:
     lines = ["| labels | cases | random init Dice | pretrained Dice | gain (points) |", "|---|---|---|---|---|"]
     for fraction in sorted({r["label_fraction"] for r in report["runs"]}):
         rnd, pre = by[(fraction, "random")], by[(fraction, "pretrained")]
-        lines.append(f"| {fraction:.0%} | {pre['labeled_cases']} | {rnd['mean_dice']:.3f} | {pre['mean_dice']:.3f} "
-                     f"| {100 * (pre['mean_dice'] - rnd['mean_dice']):+.1f} |")
+        lines.append(
+            f"| {fraction:.0%} | {pre['labeled_cases']} | {rnd['mean_dice']:.3f} | {pre['mean_dice']:.3f} "
+            f"| {100 * (pre['mean_dice'] - rnd['mean_dice']):+.1f} |"
+        )
     return "\n".join(lines)

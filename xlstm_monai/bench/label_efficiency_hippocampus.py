@@ -30,9 +30,10 @@ import numpy as np
 from tqdm import tqdm
 
 from xlstm_monai.bench.datasets import shared_dataset
-from xlstm_monai.workflow import read_structure_metrics, run_workflow
 from xlstm_monai.data import build_datalist
 from xlstm_monai.data.datalist import scan_images
+from xlstm_monai.presets import SMALL
+from xlstm_monai.workflow import read_structure_metrics, run_workflow
 
 __all__ = ["SCALES", "benchmark_label_efficiency_hippocampus", "format_report"]
 
@@ -40,7 +41,7 @@ ARMS = ("pretrained", "random")
 SCALES = {
     # CPU: the small XLSTMUNet (embed 96, 4 blocks) of the hippocampus CPU recipe; whole 48x64x48 volumes
     "cpu": {
-        "network": {"embed_dim": 96, "depth": 4, "num_heads": 2, "feature_size": 8},
+        "network": {**SMALL, "feature_size": 8},
         "batch_size": 2,
         "iterations": 300,
         "pretrain": {"epochs": 8, "batch_size": 2, "learning_rate": 1.0e-3, "warmup_epochs": 1},
@@ -69,8 +70,9 @@ def _key(*settings) -> str:
 class _Study:
     """The cached units of one benchmark run: datalists, pretrainings and fine-tuning runs under ``work``."""
 
-    def __init__(self, source: Path, work: Path, scale: dict, iterations: int, pretrain: dict,
-                 extra_unlabeled: list[str]) -> None:
+    def __init__(
+        self, source: Path, work: Path, scale: dict, iterations: int, pretrain: dict, extra_unlabeled: list[str]
+    ) -> None:
         self.source, self.work, self.scale = source, work, scale
         self.iterations, self.pretrain_settings = iterations, pretrain
         self.extra_unlabeled = extra_unlabeled
@@ -79,8 +81,15 @@ class _Study:
     def datalist(self, fraction: float, fold: int) -> Path:
         path = self.work / "datalists" / f"fold{fold}_labels{fraction:g}.json"
         if not path.is_file():
-            build_datalist(str(self.source), str(path), num_folds=5, fold=fold, seed=0, label_fraction=fraction,
-                           base_dir=str(self.source))
+            build_datalist(
+                str(self.source),
+                str(path),
+                num_folds=5,
+                fold=fold,
+                seed=0,
+                label_fraction=fraction,
+                base_dir=str(self.source),
+            )
         return path
 
     def pretrained(self, fold: int) -> Path:
@@ -90,17 +99,26 @@ class _Study:
         export = root / "models" / "encoder.pt"
         if export.is_file():
             return export
-        images = [{"image": str(self.source / c["image"]), "modality": "MRI"}
-                  for c in self.folds["training"] if int(c["fold"]) != fold]
-        images += [{"image": c["image"], "modality": c["modality"]}
-                   for spec in self.extra_unlabeled for c in scan_images(spec, "MRI")]
+        images = [
+            {"image": str(self.source / c["image"]), "modality": "MRI"}
+            for c in self.folds["training"]
+            if int(c["fold"]) != fold
+        ]
+        images += [
+            {"image": c["image"], "modality": c["modality"]}
+            for spec in self.extra_unlabeled
+            for c in scan_images(spec, "MRI")
+        ]
         datalist = root / "images.json"
         datalist.parent.mkdir(parents=True, exist_ok=True)
         datalist.write_text(json.dumps({"training": images}, indent=1))
         settings = dict(self.pretrain_settings)
         overrides = {
-            "bundle_root": str(root), "dataset_dir": str(self.source), "datalist": str(datalist),
-            "num_workers": 0, **_prefixed("encoder_def", self.scale["network"]),
+            "bundle_root": str(root),
+            "dataset_dir": str(self.source),
+            "datalist": str(datalist),
+            "num_workers": 0,
+            **_prefixed("encoder_def", self.scale["network"]),
             **settings,
         }
         tqdm.write(f"pretraining for fold {fold} on {len(images)} unlabeled images, {settings['epochs']} epochs")
@@ -110,8 +128,13 @@ class _Study:
 
     def finetune(self, fraction: float, arm: str, fold: int, seed: int, learning_rate: float) -> dict:
         """One fine-tuning run and its evaluation, cached as result.json."""
-        key = _key(self.scale["network"], self.scale["batch_size"], self.iterations,
-                   self.pretrain_settings if arm == "pretrained" else None, self.extra_unlabeled)
+        key = _key(
+            self.scale["network"],
+            self.scale["batch_size"],
+            self.iterations,
+            self.pretrain_settings if arm == "pretrained" else None,
+            self.extra_unlabeled,
+        )
         root = self.work / f"finetune_{key}" / f"labels{fraction:g}_{arm}_fold{fold}_seed{seed}_lr{learning_rate:g}"
         result_file = root / "result.json"
         if result_file.is_file():
@@ -123,21 +146,41 @@ class _Study:
         batches = math.ceil(labeled / self.scale["batch_size"])
         epochs = math.ceil(self.iterations / batches)
         common = {
-            "bundle_root": str(root), "dataset_dir": str(self.source), "datalist": str(datalist), "fold": fold,
-            "resume": False, "num_workers": 0, "seed": seed,
-            "batch_size": self.scale["batch_size"], **_prefixed("network_def", self.scale["network"]),
+            "bundle_root": str(root),
+            "dataset_dir": str(self.source),
+            "datalist": str(datalist),
+            "fold": fold,
+            "resume": False,
+            "num_workers": 0,
+            "seed": seed,
+            "batch_size": self.scale["batch_size"],
+            **_prefixed("network_def", self.scale["network"]),
         }
         pretrained = str(self.pretrained(fold)) if arm == "pretrained" else ""
         began = time.time()
-        run_workflow("brain_hippocampus", ["train.yaml"], "train", epochs=epochs, val_interval=epochs,
-                     learning_rate=learning_rate, warmup_epochs=max(epochs // 10, 1),
-                     pretrained_encoder=pretrained, **common)
+        run_workflow(
+            "brain_hippocampus",
+            ["train.yaml"],
+            "train",
+            epochs=epochs,
+            val_interval=epochs,
+            learning_rate=learning_rate,
+            warmup_epochs=max(epochs // 10, 1),
+            pretrained_encoder=pretrained,
+            **common,
+        )
         minutes = (time.time() - began) / 60
         run_workflow("brain_hippocampus", ["train.yaml", "evaluate.yaml"], "train", **common)
         metrics = read_structure_metrics(root / "eval")
         result = {
-            "label_fraction": fraction, "arm": arm, "fold": fold, "seed": seed, "learning_rate": learning_rate,
-            "labeled_cases": labeled, "iterations": epochs * batches, "train_minutes": minutes,
+            "label_fraction": fraction,
+            "arm": arm,
+            "fold": fold,
+            "seed": seed,
+            "learning_rate": learning_rate,
+            "labeled_cases": labeled,
+            "iterations": epochs * batches,
+            "train_minutes": minutes,
             "dice": float(np.mean([m["val_mean_dice"] for m in metrics.values()])),
             "hd95_mm": float(np.mean([m["val_hd95"] for m in metrics.values()])),
             "per_structure_dice": {k: m["val_mean_dice"] for k, m in metrics.items()},
@@ -186,8 +229,9 @@ def benchmark_label_efficiency_hippocampus(
         raise FileNotFoundError(f"no MSD dataset.json in {source}")
     work = Path(work_dir)
     pretrain = {**settings["pretrain"], **({"epochs": int(pretrain_epochs)} if pretrain_epochs else {})}
-    study = _Study(source, work, settings, int(iterations or settings["iterations"]), pretrain,
-                   list(extra_unlabeled or []))
+    study = _Study(
+        source, work, settings, int(iterations or settings["iterations"]), pretrain, list(extra_unlabeled or [])
+    )
     grid = tuple(float(lr) for lr in (learning_rates or settings["learning_rates"]))
     started = time.time()
 
@@ -206,15 +250,33 @@ def benchmark_label_efficiency_hippocampus(
             progress.update()
 
     report = {
-        "task": "hippocampus", "command": _command(locals_=dict(
-            scale=scale, fractions=fractions, folds=folds, seeds=seeds, iterations=study.iterations,
-            pretrain_epochs=pretrain["epochs"], learning_rates=grid, tune_fold=tune_fold,
-            tune_fraction=tune_fraction, extra_unlabeled=extra_unlabeled)),
-        "data": str(source), "scale": scale, "settings": {**settings, "iterations": study.iterations,
-                                                          "pretrain": pretrain},
-        "learning_rate_choice": {"fold": tune_fold, "label_fraction": tune_fraction, "grid": list(grid),
-                                 "chosen": chosen, "runs": tuning},
-        "wall_minutes": (time.time() - started) / 60, "runs": runs,
+        "task": "hippocampus",
+        "command": _command(
+            locals_=dict(
+                scale=scale,
+                fractions=fractions,
+                folds=folds,
+                seeds=seeds,
+                iterations=study.iterations,
+                pretrain_epochs=pretrain["epochs"],
+                learning_rates=grid,
+                tune_fold=tune_fold,
+                tune_fraction=tune_fraction,
+                extra_unlabeled=extra_unlabeled,
+            )
+        ),
+        "data": str(source),
+        "scale": scale,
+        "settings": {**settings, "iterations": study.iterations, "pretrain": pretrain},
+        "learning_rate_choice": {
+            "fold": tune_fold,
+            "label_fraction": tune_fraction,
+            "grid": list(grid),
+            "chosen": chosen,
+            "runs": tuning,
+        },
+        "wall_minutes": (time.time() - started) / 60,
+        "runs": runs,
     }
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_text(json.dumps(report, indent=2))
@@ -224,15 +286,21 @@ def benchmark_label_efficiency_hippocampus(
 
 
 def _command(locals_: dict) -> str:
-    args = " ".join(f"--{k} {','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
-                    for k, v in locals_.items() if v is not None)
+    args = " ".join(
+        f"--{k} {','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+        for k, v in locals_.items()
+        if v is not None
+    )
     return f"xlstm-monai bench label-efficiency --task hippocampus {args}"
 
 
 def _paired_gains(runs: list[dict], fraction: float) -> dict[tuple[int, int], float]:
     by = {(r["arm"], r["fold"], r["seed"]): r["dice"] for r in runs if r["label_fraction"] == fraction}
-    return {(fold, seed): 100 * (by[("pretrained", fold, seed)] - dice)
-            for (arm, fold, seed), dice in by.items() if arm == "random" and ("pretrained", fold, seed) in by}
+    return {
+        (fold, seed): 100 * (by[("pretrained", fold, seed)] - dice)
+        for (arm, fold, seed), dice in by.items()
+        if arm == "random" and ("pretrained", fold, seed) in by
+    }
 
 
 def format_report(report: dict) -> str:
@@ -240,15 +308,20 @@ def format_report(report: dict) -> str:
     runs = report["runs"]
     folds = sorted({r["fold"] for r in runs})
     fold_cols = " | ".join(f"fold {f} random / pretrained" for f in folds)
-    lines = [f"| labels | cases | {fold_cols} | random mean +- sd | pretrained mean +- sd | gain (points) mean +- sd "
-             "| folds with a gain |", "|" + "---|" * (len(folds) + 6)]
+    lines = [
+        f"| labels | cases | {fold_cols} | random mean +- sd | pretrained mean +- sd | gain (points) mean +- sd "
+        "| folds with a gain |",
+        "|" + "---|" * (len(folds) + 6),
+    ]
     for fraction in sorted({r["label_fraction"] for r in runs}):
         mine = [r for r in runs if r["label_fraction"] == fraction]
         arm = {a: np.array([r["dice"] for r in mine if r["arm"] == a]) for a in ARMS}
         per_fold = []
         for f in folds:
-            means = [np.mean([r["dice"] for r in mine if r["arm"] == a and r["fold"] == f] or [np.nan])
-                     for a in ("random", "pretrained")]
+            means = [
+                np.mean([r["dice"] for r in mine if r["arm"] == a and r["fold"] == f] or [np.nan])
+                for a in ("random", "pretrained")
+            ]
             per_fold.append(f"{means[0]:.3f} / {means[1]:.3f}")
         gains = _paired_gains(runs, fraction)
         values = np.array(list(gains.values()))

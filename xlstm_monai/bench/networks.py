@@ -190,8 +190,16 @@ def benchmark_networks(
         "device_type": "cuda" if on_gpu else "cpu",
         "threads": threads,
         "torch": torch.__version__,
-        "settings": {"batch_size": batch_size, "warmup": warmup, "repeats": repeats, "in_channels": 1,
-                     "out_channels": 8, "amp": "bf16" if on_gpu else "fp32", "optimizer": "AdamW", "loss": "DiceCE"},
+        "settings": {
+            "batch_size": batch_size,
+            "warmup": warmup,
+            "repeats": repeats,
+            "in_channels": 1,
+            "out_channels": 8,
+            "amp": "bf16" if on_gpu else "fp32",
+            "optimizer": "AdamW",
+            "loss": "DiceCE",
+        },
         "results": results,
         "scaling": _per_voxel_scaling(results),
     }
@@ -212,8 +220,10 @@ def _per_voxel_scaling(results: list[dict]) -> dict:
     """Training time per voxel at the largest size over that at the smallest, per network (1.0 = linear)."""
     scaling = {}
     for name in {r["network"] for r in results}:
-        rows = sorted((r for r in results if r["network"] == name and r["mode"] == "train" and r["status"] == "ok"),
-                      key=lambda r: r["size"])
+        rows = sorted(
+            (r for r in results if r["network"] == name and r["mode"] == "train" and r["status"] == "ok"),
+            key=lambda r: r["size"],
+        )
         if len(rows) >= 2:
             lo, hi = rows[0], rows[-1]
             scaling[name] = {
@@ -234,8 +244,10 @@ def format_table(report: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        ref = next((r for r in rows if r["network"] == REFERENCE and r["mode"] == row["mode"]
-                    and r["size"] == row["size"]), None)
+        ref = next(
+            (r for r in rows if r["network"] == REFERENCE and r["mode"] == row["mode"] and r["size"] == row["size"]),
+            None,
+        )
         if row.get("status") != "ok":
             lines.append(f"| {row['mode']} | {row['size']}^3 | {row['network']} | | {row.get('status')} | | | |")
             continue

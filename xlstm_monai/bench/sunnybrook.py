@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from xlstm_monai.bench.datasets import shared_dataset
-from xlstm_monai.workflow import read_structure_metrics, run_workflow
 from xlstm_monai.data import build_datalist
+from xlstm_monai.presets import SMALL
+from xlstm_monai.workflow import read_structure_metrics, run_workflow
 
 __all__ = ["benchmark_sunnybrook"]
 
@@ -60,8 +61,13 @@ def benchmark_sunnybrook(
         "val_interval": epochs,
     }
     if small:
-        overrides.update({"network_def#embed_dim": 96, "network_def#depth": 4, "network_def#num_heads": 2,
-                          "learning_rate": 3.0e-3, "warmup_epochs": 2})
+        overrides.update(
+            {
+                **overrides(SMALL),
+                "learning_rate": 3.0e-3,
+                "warmup_epochs": 2,
+            }
+        )
     folds = []
     for fold in range(4):
         root = work / f"fold{fold}"
@@ -71,15 +77,17 @@ def benchmark_sunnybrook(
         run_workflow("heart_seg_mri", ["train.yaml", "evaluate.yaml"], "train", **common)
         metrics = read_structure_metrics(root / "eval")
         case = next(Path(c["image"]).name for c in cases if c["fold"] == fold)
-        folds.append({
-            "fold": fold,
-            "test_case": case,
-            "lv_blood_pool_dice": metrics["left_ventricle"]["val_mean_dice"],
-            "myocardium_dice": metrics["myocardium"]["val_mean_dice"],
-            "lv_blood_pool_hd95_mm": metrics["left_ventricle"]["val_hd95"],
-            "myocardium_hd95_mm": metrics["myocardium"]["val_hd95"],
-            "minutes": (time.time() - start) / 60,
-        })
+        folds.append(
+            {
+                "fold": fold,
+                "test_case": case,
+                "lv_blood_pool_dice": metrics["left_ventricle"]["val_mean_dice"],
+                "myocardium_dice": metrics["myocardium"]["val_mean_dice"],
+                "lv_blood_pool_hd95_mm": metrics["left_ventricle"]["val_hd95"],
+                "myocardium_hd95_mm": metrics["myocardium"]["val_hd95"],
+                "minutes": (time.time() - start) / 60,
+            }
+        )
     report = {
         "settings": {"epochs": epochs, "spacing": list(spacing), "roi_size": list(roi_size), "small": small},
         "folds": folds,
@@ -90,10 +98,14 @@ def benchmark_sunnybrook(
     print("| fold | test case | LV blood pool Dice | myocardium Dice | LV HD95 mm | myo HD95 mm |")
     print("|---|---|---|---|---|---|")
     for f in folds:
-        print(f"| {f['fold']} | {f['test_case']} | {f['lv_blood_pool_dice']:.3f} | {f['myocardium_dice']:.3f} | "
-              f"{f['lv_blood_pool_hd95_mm']:.1f} | {f['myocardium_hd95_mm']:.1f} |")
+        print(
+            f"| {f['fold']} | {f['test_case']} | {f['lv_blood_pool_dice']:.3f} | {f['myocardium_dice']:.3f} | "
+            f"{f['lv_blood_pool_hd95_mm']:.1f} | {f['myocardium_hd95_mm']:.1f} |"
+        )
     m = report["mean"]
-    print(f"| mean | | {m['lv_blood_pool_dice']:.3f} | {m['myocardium_dice']:.3f} | {m['lv_blood_pool_hd95_mm']:.1f} "
-          f"| {m['myocardium_hd95_mm']:.1f} |")
+    print(
+        f"| mean | | {m['lv_blood_pool_dice']:.3f} | {m['myocardium_dice']:.3f} | {m['lv_blood_pool_hd95_mm']:.1f} "
+        f"| {m['myocardium_hd95_mm']:.1f} |"
+    )
     print(f"written: {output}")
     return report

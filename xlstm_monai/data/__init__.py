@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from .check import DataCheckError, DataCheckReport, InputScreen, check_datalist
-from .classes import class_weights
-from .datalist import build_datalist, fold_split
-from .label_codes import HIPPOCAMPUS_LABELS, MMWHS_CODES, MMWHS_LABELS, MMWHS_NAMES
 from .bundle_datalist import (
     DatalistError,
     datalist_split,
@@ -14,4 +10,8 @@ from .bundle_datalist import (
     prepare_datalist,
     read_datalist_file,
 )
+from .check import DataCheckError, DataCheckReport, check_datalist
+from .classes import class_weights
+from .datalist import build_datalist, fold_split
+from .label_codes import HIPPOCAMPUS_LABELS, MMWHS_CODES, MMWHS_LABELS, MMWHS_NAMES
 from .unlabeled import load_unlabeled_images, modality_sampling_weights

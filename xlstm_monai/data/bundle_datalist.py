@@ -63,8 +63,9 @@ def read_datalist_file(path: str | os.PathLike) -> dict:
         else:
             data = json.loads(text)
     except json.JSONDecodeError as error:
-        raise DatalistError(f"datalist {path} is not valid JSON: {error.msg} at line {error.lineno} column "
-                            f"{error.colno}") from None
+        raise DatalistError(
+            f"datalist {path} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -109,14 +110,18 @@ def datalist_split(
     training = _section(path, data, "training", is_segmentation, str(dataset_dir))
     if data.get("validation"):
         validation = _section(path, data, "validation", is_segmentation, str(dataset_dir))
-        logger.info(f"datalist {path}: {len(training)} training cases, validation: its 'validation' section "
-                    f"({len(validation)} cases)")
+        logger.info(
+            f"datalist {path}: {len(training)} training cases, validation: its 'validation' section "
+            f"({len(validation)} cases)"
+        )
         return {"train": training, "val": validation}
     try:
         if not any("fold" in e for e in training):
             training = assign_folds(training, num_folds, seed=0)
-            logger.info(f"datalist {path} has no 'validation' section or folds: validation is fold {fold} of "
-                        f"{num_folds} assigned from the case paths (seed 0)")
+            logger.info(
+                f"datalist {path} has no 'validation' section or folds: validation is fold {fold} of "
+                f"{num_folds} assigned from the case paths (seed 0)"
+            )
         return {"train": fold_split(training, fold, "train"), "val": fold_split(training, fold, "val")}
     except ValueError as error:
         raise DatalistError(f"datalist {path}: {error}") from None
@@ -186,8 +191,10 @@ def prepare_datalist(
     if os.path.isfile(datalist):
         built_for = _built_for(datalist)
         if built_for is not None and built_for != folder:
-            raise DatalistError(f"datalist {datalist} was built for {built_for}, not for dataset_dir {folder}: "
-                                "pass the datalist of this dataset, or remove the file to rebuild it")
+            raise DatalistError(
+                f"datalist {datalist} was built for {built_for}, not for dataset_dir {folder}: "
+                "pass the datalist of this dataset, or remove the file to rebuild it"
+            )
         return datalist
     if phantoms not in PHANTOM_KINDS:
         raise ValueError(f"unknown phantom kind {phantoms!r}; choose from {PHANTOM_KINDS}")
@@ -195,8 +202,10 @@ def prepare_datalist(
     has_files = os.path.isdir(folder) and bool(os.listdir(folder))
     if not has_files and not ours:
         state = "is empty" if os.path.isdir(folder) else "does not exist"
-        raise FileNotFoundError(f"dataset_dir {folder} {state}: point dataset_dir at your dataset (or run without "
-                                "dataset_dir to use the bundle's generated phantoms)")
+        raise FileNotFoundError(
+            f"dataset_dir {folder} {state}: point dataset_dir at your dataset (or run without "
+            "dataset_dir to use the bundle's generated phantoms)"
+        )
     distributed = dist.is_available() and dist.is_initialized()
     if not distributed or dist.get_rank() == 0:
         if not has_files:
@@ -210,7 +219,9 @@ def prepare_datalist(
         try:
             build_datalist(source, datalist, num_folds=num_folds, seed=seed, base_dir=folder, **datalist_args)
         except (FileNotFoundError, ValueError) as error:
-            raise DatalistError(f"dataset_dir {folder} holds no dataset a datalist can be built from: {error}") from None
+            raise DatalistError(
+                f"dataset_dir {folder} holds no dataset a datalist can be built from: {error}"
+            ) from None
     if distributed:
         dist.barrier()
     return datalist

@@ -1,5 +1,5 @@
 """
-Checks a datalist before any training or evaluation step, and screens inference inputs.
+Checks a datalist before any training or evaluation step.
 
 Every problem is collected and reported together, one line per file, so a user fixes a dataset in one pass rather
 than one crash per hour of training. Files are read with MONAI's ``LoadImage``, the reader the bundles use, so a
@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from ignite.engine import Engine, Events
 from monai.transforms import LoadImage
 
-__all__ = ["DataCheckError", "DataCheckReport", "InputScreen", "check_datalist"]
+__all__ = ["DataCheckError", "DataCheckReport", "check_datalist"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +42,15 @@ class DataCheckReport:
         return [f"{name}: {'; '.join(items)}" for name, items in getattr(self, which).items()]
 
     def summary(self) -> str:
-        head = f"checked {self.checked} cases: {len(self.problems)} file(s) with problems, {len(self.warnings)} with warnings"
-        parts = [head] + [f"  ERROR {line}" for line in self.lines()] + [f"  WARNING {line}" for line in self.lines("warnings")]
+        head = (
+            f"checked {self.checked} cases: {len(self.problems)} file(s) with problems, "
+            f"{len(self.warnings)} with warnings"
+        )
+        parts = (
+            [head]
+            + [f"  ERROR {line}" for line in self.lines()]
+            + [f"  WARNING {line}" for line in self.lines("warnings")]
+        )
         return "\n".join(parts)
 
 
@@ -63,14 +69,26 @@ def _spatial_shape(array: torch.Tensor, channels: int, name: str, report: DataCh
         return tuple(array.shape)
     if array.ndim == spatial_dims + 1:
         if array.shape[-1] != channels:
-            report.problems[name].append(f"has {array.shape[-1]} channels (shape {tuple(array.shape)}), expected {channels}")
+            report.problems[name].append(
+                f"has {array.shape[-1]} channels (shape {tuple(array.shape)}), expected {channels}"
+            )
         return tuple(array.shape[:spatial_dims])
     report.problems[name].append(f"is {array.ndim}D (shape {tuple(array.shape)}), expected a {spatial_dims}D volume")
     return None
 
 
-def _check_label(label_name, label, label_affine, image_name, image_shape, image_affine, label_values,
-                 affine_tolerance, report, spatial_dims) -> None:
+def _check_label(
+    label_name,
+    label,
+    label_affine,
+    image_name,
+    image_shape,
+    image_affine,
+    label_values,
+    affine_tolerance,
+    report,
+    spatial_dims,
+) -> None:
     shape = _spatial_shape(label, 1, label_name, report, spatial_dims)
     if shape is None:
         return
@@ -89,7 +107,9 @@ def _check_label(label_name, label, label_affine, image_name, image_shape, image
         unknown = sorted(set(values.tolist()) - set(label_values))
         if unknown:
             shown = ", ".join(f"{v:g}" for v in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
-            report.problems[label_name].append(f"label values {shown} are not in the declared set {sorted(label_values)}")
+            report.problems[label_name].append(
+                f"label values {shown} are not in the declared set {sorted(label_values)}"
+            )
     if values.numel() == 1 and float(values[0]) == 0:
         report.warnings[label_name].append("label is empty (background only)")
 
@@ -141,8 +161,9 @@ def check_datalist(
             if bad:
                 report.problems[image_name].append(f"has {bad} NaN or infinite voxels")
             elif image.numel() and image.min() == image.max():
-                report.warnings[image_name].append(f"has constant intensity {float(image.min()):g}: normalised, "
-                                                   "it is a blank input")
+                report.warnings[image_name].append(
+                    f"has constant intensity {float(image.min()):g}: normalised, it is a blank input"
+                )
         label = case.get("label")
         if label is None:
             continue
@@ -156,8 +177,18 @@ def check_datalist(
         except Exception as error:
             report.problems[label_name].append(f"cannot be read ({_reason(error)})")
             continue
-        _check_label(label_name, label_array, label_affine, image_name, image_shape, image_affine, declared,
-                     affine_tolerance, report, spatial_dims)
+        _check_label(
+            label_name,
+            label_array,
+            label_affine,
+            image_name,
+            image_shape,
+            image_affine,
+            declared,
+            affine_tolerance,
+            report,
+            spatial_dims,
+        )
     for line in report.lines("warnings"):
         logger.warning(f"data check: {line}")
     if report.ok:
@@ -173,40 +204,3 @@ def _reason(error: Exception) -> str:
         error = error.__cause__
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"{type(error).__name__}: {text}"[:200]
-
-
-class InputScreen:
-    """
-    Inference inputs screened before the run: files that do not read, or are not ``spatial_dims``-D volumes,
-    are left out with a logged reason, the others are segmented, and the failures are listed again when the run
-    completes. A batch of 500 studies does not die on study 37.
-
-    Args:
-        files: image paths (or a list of datalist entries with "image").
-        channels: declared input channels. Defaults to 1.
-        spatial_dims: declared spatial dims. Defaults to 3.
-    """
-
-    def __init__(self, files: Sequence, channels: int = 1, spatial_dims: int = 3) -> None:
-        entries = [f if isinstance(f, Mapping) else {"image": f} for f in files]
-        if not entries:
-            raise FileNotFoundError("no input images were found (check dataset_dir and input_pattern)")
-        report = check_datalist(entries, channels=channels, spatial_dims=spatial_dims, raise_error=False)
-        self.failures = report.lines()
-        self.entries = [e for e in entries if str(e["image"]) not in report.problems]
-        for line in self.failures:
-            logger.error(f"skipped input: {line}")
-        if not self.entries:
-            raise ValueError(f"none of the {len(entries)} inputs can be used:\n" + "\n".join(self.failures))
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.COMPLETED, self.report)
-
-    def report(self, engine: Engine) -> None:
-        if self.failures:
-            engine.logger.error(
-                f"{len(self.entries)} inputs processed, {len(self.failures)} skipped:\n  " + "\n  ".join(self.failures)
-            )
-        else:
-            engine.logger.info(f"all {len(self.entries)} inputs processed")
-

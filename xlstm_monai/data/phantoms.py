@@ -283,9 +283,7 @@ class _Pose:
     scale: float
 
 
-def _posed_coords(
-    shape: Sequence[int], spacing: Sequence[float], pose: _Pose, warp_mm: np.ndarray | None
-) -> _Coords:
+def _posed_coords(shape: Sequence[int], spacing: Sequence[float], pose: _Pose, warp_mm: np.ndarray | None) -> _Coords:
     """Shape-frame coordinates of every voxel: inverse pose, then a smooth displacement for shape variety."""
     axes = _axis_mm(shape, spacing)
     shifted = [axes[i] - np.float32(pose.translation[i]) for i in range(3)]
@@ -1120,8 +1118,14 @@ def _brain_tissues(
     tissue[cerebellum < 0] = _B_GM
     arbor = _smooth_field(rng, shape, spacing, 6.0)
     tissue[(cerebellum < -5.0) & (np.abs(arbor) < 0.35)] = _B_WM
-    stem = world(_tube_structure(np.array([[0.0, -14.0, -4.0], [0.0, -22.0, -30.0], [0.0, -28.0, -90.0]]),
-                                 np.array([11.0, 9.5, 8.0]), np.array([10.0, 8.5, 8.0]), (1.0, 0.0, 0.0)))
+    stem = world(
+        _tube_structure(
+            np.array([[0.0, -14.0, -4.0], [0.0, -22.0, -30.0], [0.0, -28.0, -90.0]]),
+            np.array([11.0, 9.5, 8.0]),
+            np.array([10.0, 8.5, 8.0]),
+            (1.0, 0.0, 0.0),
+        )
+    )
     tissue[stem < 0] = _B_STEM
 
     # Deep grey matter, hippocampi, then ventricles (which carve into them as they enlarge).
@@ -1134,8 +1138,14 @@ def _brain_tissues(
         for points, width, height in _ventricle_tubes(case, side):
             ventricle = world(_tube_structure(points, width, height, (1.0, 0.0, 0.0)))
             tissue[ventricle < 0] = _B_CSF
-    third = world(_tube_structure(np.array([[0.0, 6.0, 2.0], [0.0, -16.0, 0.0]]),
-                                  np.full(2, 1.0 * math.sqrt(case.ventricle_volume)), np.full(2, 6.0), (1.0, 0.0, 0.0)))
+    third = world(
+        _tube_structure(
+            np.array([[0.0, 6.0, 2.0], [0.0, -16.0, 0.0]]),
+            np.full(2, 1.0 * math.sqrt(case.ventricle_volume)),
+            np.full(2, 6.0),
+            (1.0, 0.0, 0.0),
+        )
+    )
     tissue[third < 0] = _B_CSF
 
     # Eyes in orbital fat, below the frontal lobes.
@@ -1257,8 +1267,14 @@ PHANTOM_KINDS = ("heart_ct", "heart_mr", "heart_ct_mr", "hippocampus", "brain")
 MARKER = "PHANTOMS.json"  # written into a generated folder: what is in it, and that it is not a user's data
 
 
-def write_phantoms(kind: str, out_dir: str, num_cases: int, shape: Sequence[int] | None = None,
-                   spacing: Sequence[float] | None = None, seed: int = 0) -> None:
+def write_phantoms(
+    kind: str,
+    out_dir: str,
+    num_cases: int,
+    shape: Sequence[int] | None = None,
+    spacing: Sequence[float] | None = None,
+    seed: int = 0,
+) -> None:
     """A bundle's default data: ``num_cases`` phantoms of ``kind`` in its real layout, and the :data:`MARKER`."""
     if kind not in PHANTOM_KINDS:
         raise ValueError(f"unknown phantom kind {kind!r}; choose from {PHANTOM_KINDS}")
@@ -1271,5 +1287,15 @@ def write_phantoms(kind: str, out_dir: str, num_cases: int, shape: Sequence[int]
     else:
         write_brain_phantoms(out_dir, num_cases, shape or (80, 96, 80), spacing or (2.0,) * 3, seed)
     with open(os.path.join(out_dir, MARKER), "w") as handle:
-        json.dump({"generated_by": "xlstm_monai", "kind": kind, "num_cases": num_cases,
-                   "shape": shape, "spacing": spacing, "seed": seed}, handle, indent=2)
+        json.dump(
+            {
+                "generated_by": "xlstm_monai",
+                "kind": kind,
+                "num_cases": num_cases,
+                "shape": shape,
+                "spacing": spacing,
+                "seed": seed,
+            },
+            handle,
+            indent=2,
+        )

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 
 from monai.data import load_decathlon_datalist
 
-from .datalist import _msd_modality, normalize_modality
 from .bundle_datalist import DatalistError, read_datalist_file
+from .datalist import _msd_modality, normalize_modality
 
 __all__ = ["load_unlabeled_images", "modality_sampling_weights"]
 
@@ -37,8 +37,10 @@ def load_unlabeled_images(
         for entry in load_decathlon_datalist(datalist, is_segmentation=False, data_list_key=key, base_dir=base_dir):
             tag = entry.get("modality", default)
             if tag is None:
-                raise DatalistError(f"datalist {datalist}: entry {entry['image']} in '{key}' has no 'modality' "
-                                    "(CT or MRI); set one per entry or the config's default_modality")
+                raise DatalistError(
+                    f"datalist {datalist}: entry {entry['image']} in '{key}' has no 'modality' "
+                    "(CT or MRI); set one per entry or the config's default_modality"
+                )
             images.append({"image": entry["image"], "modality": normalize_modality(tag, str(datalist))})
     return images
 

@@ -6,5 +6,6 @@ from .checkpoint import AtomicDiskSaver, CheckpointSaver, TrainingProgress, resu
 from .classification import ClassProbabilityWriter, class_outputs, class_outputs_onehot
 from .gradient_clipping import GradientClipping
 from .hausdorff import HausdorffDistanceMM
+from .input_screen import InputScreen
 from .metric_summary import PerStructureMetrics
 from .non_finite import NonFiniteLossGuard, TrainingDivergedError

@@ -1,27 +1,26 @@
 """
 Checkpoints that survive a process being killed at any moment, and the state a resumed run needs.
 
-MONAI's ``CheckpointSaver`` writes in place (``atomic=False``) and deletes the previous file of a fixed name before
-writing the new one, so a run killed at the wrong moment leaves a truncated file or none. Here every write goes
-to a temporary file in the same folder that is then renamed over the target (``os.replace`` is atomic), and a
-fixed-name file is only ever replaced, never removed first.
+They are ignite ``Checkpoint`` handlers writing through ``DiskSaver(atomic=True)``: every write goes to a temporary
+file in the same folder that is then renamed over the target (``os.replace`` is atomic). MONAI's
+``CheckpointSaver`` writes in place (``atomic=False``), and a ``Checkpoint`` that keeps one file of a fixed name
+deletes it before writing the new one, so a run killed at the wrong moment would be left with a truncated file or
+none: :class:`AtomicDiskSaver` is ignite's saver minus that deletion.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
 
-import monai.handlers
-from ignite.engine import Engine
-from ignite.handlers import DiskSaver
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint, DiskSaver
 
 __all__ = ["AtomicDiskSaver", "CheckpointSaver", "TrainingProgress", "resume_checkpoint"]
 
 
 class AtomicDiskSaver(DiskSaver):
-    """ignite ``DiskSaver`` writing atomically, optionally always to one fixed file name."""
+    """ignite's atomic ``DiskSaver`` that never deletes the file it is about to replace (a fixed file name)."""
 
     def __init__(self, dirname: str, filename: str | None = None) -> None:
         super().__init__(dirname=dirname, atomic=True, require_empty=False)
@@ -35,34 +34,60 @@ class AtomicDiskSaver(DiskSaver):
             super().remove(filename)
 
 
-class CheckpointSaver(monai.handlers.CheckpointSaver):
+class CheckpointSaver:
     """
-    ``monai.handlers.CheckpointSaver`` with atomic writes and a fixed file name for the periodic ("last")
-    checkpoint, so a resumed run finds it without globbing epoch numbers.
+    The bundles' checkpoints, each under one fixed file name, written atomically by ignite's ``Checkpoint``:
+
+    * with ``save_key_metric``: ``save_dict`` whenever the engine's key metric reaches a new best (higher is
+      better), as ``key_metric_filename`` (attach it to the validator);
+    * with ``save_interval`` N > 0: ``save_dict`` every N epochs as ``last_filename``, the full state a resumed run
+      reads (attach it to the trainer).
 
     Args:
-        last_filename: fixed file name of the periodic checkpoint (with ``save_interval > 0``); it keeps only
-            the latest one. Defaults to None (MONAI's ``checkpoint_epoch=N.pt`` names, ``n_saved`` of them).
-        other args: as ``monai.handlers.CheckpointSaver``.
+        save_dir: folder of the checkpoints.
+        save_dict: objects to save (``state_dict``/``load_state_dict``), by name.
+        save_key_metric: keep the best model by the key metric. Defaults to False.
+        key_metric_filename: its file name. Defaults to "model.pt".
+        save_interval: epochs between periodic checkpoints, 0 for none. Defaults to 0.
+        last_filename: the periodic checkpoint's file name. Defaults to "last.pt".
     """
 
-    def __init__(self, save_dir: str, save_dict: dict, last_filename: str | None = None, **kwargs: Any) -> None:
-        if last_filename is not None:
-            kwargs["n_saved"] = 1
-        super().__init__(save_dir, save_dict, **kwargs)
+    def __init__(
+        self,
+        save_dir: str,
+        save_dict: dict,
+        save_key_metric: bool = False,
+        key_metric_filename: str = "model.pt",
+        save_interval: int = 0,
+        last_filename: str = "last.pt",
+    ) -> None:
         os.makedirs(save_dir, exist_ok=True)
-        names = (
-            (self._final_checkpoint, kwargs.get("final_filename")),
-            (self._key_metric_checkpoint, kwargs.get("key_metric_filename")),
-            (self._interval_checkpoint, last_filename),
+        self.best = None
+        if save_key_metric:
+            self.best = Checkpoint(
+                save_dict,
+                AtomicDiskSaver(save_dir, key_metric_filename),
+                score_function=lambda engine: engine.state.metrics[engine.state.key_metric_name],
+                n_saved=1,
+            )
+        self.last = (
+            Checkpoint(save_dict, AtomicDiskSaver(save_dir, last_filename), n_saved=1) if save_interval else None
         )
-        for checkpoint, filename in names:
-            if checkpoint is not None:
-                checkpoint.save_handler = AtomicDiskSaver(save_dir, filename)
+        self.save_interval = save_interval
+
+    def attach(self, engine: Engine) -> None:
+        if self.best is not None:
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self.best)
+        if self.last is not None:
+            engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.last)
 
     def key_metric_state(self) -> dict:
         """Which best checkpoint exists and its score, so a resumed run does not overwrite it with a worse one."""
-        return self._key_metric_checkpoint.state_dict() if self._key_metric_checkpoint is not None else {}
+        return self.best.state_dict() if self.best is not None else {}
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        if self.best is not None:
+            self.best.load_state_dict(state_dict)
 
 
 class TrainingProgress:

@@ -39,8 +39,9 @@ class ClassProbabilityWriter:
         image_key: batch key of the input images (their metadata gives the path). Defaults to "image".
     """
 
-    def __init__(self, output_dir: str, class_names: Sequence[str], filename: str = "predictions.csv",
-                 image_key: str = "image") -> None:
+    def __init__(
+        self, output_dir: str, class_names: Sequence[str], filename: str = "predictions.csv", image_key: str = "image"
+    ) -> None:
         self.path = os.path.join(output_dir, filename)
         self.class_names = list(class_names)
         self.image_key = image_key
@@ -61,4 +62,6 @@ class ClassProbabilityWriter:
                 probs = torch.as_tensor(output["pred"]).flatten().float().tolist()
                 image = item[self.image_key]
                 name = image.meta.get("filename_or_obj", "") if hasattr(image, "meta") else ""
-                writer.writerow([name, *(f"{p:.6f}" for p in probs), self.class_names[int(torch.tensor(probs).argmax())]])
+                writer.writerow(
+                    [name, *(f"{p:.6f}" for p in probs), self.class_names[int(torch.tensor(probs).argmax())]]
+                )

@@ -69,7 +69,9 @@ class PerStructureMetrics:
         header = " | ".join(f"{m:>14s}" for m in self.metric_names)
         lines = [f"per-structure metrics ({max(counts.values())} cases):", f"{'structure':>20s} | {header}"]
         for structure, row in summary.items():
-            lines.append(f"{structure:>20s} | " + " | ".join(f"{row.get(m, math.nan):14.4f}" for m in self.metric_names))
+            lines.append(
+                f"{structure:>20s} | " + " | ".join(f"{row.get(m, math.nan):14.4f}" for m in self.metric_names)
+            )
         self.logger.info("\n".join(lines))
         if self.output_dir:
             os.makedirs(self.output_dir, exist_ok=True)
@@ -77,5 +79,6 @@ class PerStructureMetrics:
                 writer = csv.writer(handle)
                 writer.writerow(["structure", *self.metric_names, "cases"])
                 for structure, row in summary.items():
-                    writer.writerow([structure, *(f"{row.get(m, math.nan):.6f}" for m in self.metric_names),
-                                     max(counts.values())])
+                    writer.writerow(
+                        [structure, *(f"{row.get(m, math.nan):.6f}" for m in self.metric_names), max(counts.values())]
+                    )

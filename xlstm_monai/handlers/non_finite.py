@@ -62,7 +62,9 @@ class NonFiniteLossGuard:
         )
         if self.consecutive >= self.max_consecutive:
             path = os.path.join(self.save_dir, self.filename)
-            AtomicDiskSaver(self.save_dir, self.filename)({"model": _unwrap(engine.network).state_dict()}, self.filename)
+            AtomicDiskSaver(self.save_dir, self.filename)(
+                {"model": _unwrap(engine.network).state_dict()}, self.filename
+            )
             message = (
                 f"training stopped: {self.consecutive} non-finite losses in a row (epoch {engine.state.epoch}, "
                 f"iteration {engine.state.iteration}); the network before the divergence is saved to {path}. "

@@ -12,6 +12,6 @@
 from __future__ import annotations
 
 from .pretrained import EncoderLoadReport, find_encoder, load_pretrained, load_pretrained_encoder, read_encoder_state
-from .xlstm_classifier import POOLING_MODES, XlstmClassifier, XLSTMClassifier
+from .xlstm_classifier import POOLING_MODES, XLSTMClassifier, XlstmClassifier
 from .xlstm_encoder import XLSTMEncoder, XLSTMEncoderOutput, filter_xlstm_ssl
-from .xlstm_unet import XlstmUNet, XLSTMUNet, XLSTMUNetDecoder
+from .xlstm_unet import XLSTMUNet, XlstmUNet, XLSTMUNetDecoder

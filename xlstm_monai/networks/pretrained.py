@@ -53,8 +53,10 @@ class EncoderLoadReport:
     def summary(self) -> str:
         lines = [f"pretrained encoder {self.source}: loaded {len(self.loaded)} tensors, missing {len(self.missing)}"]
         if self.decoder_loaded or self.decoder_skipped:
-            lines.append(f"  decoder: loaded {len(self.decoder_loaded)} tensors, kept as initialised "
-                         f"{len(self.decoder_skipped)} of another shape")
+            lines.append(
+                f"  decoder: loaded {len(self.decoder_loaded)} tensors, kept as initialised "
+                f"{len(self.decoder_skipped)} of another shape"
+            )
         for title, keys in (
             ("missing (left as initialised)", self.missing),
             ("shape mismatch (not loaded)", self.mismatched),
@@ -93,11 +95,17 @@ def _load(checkpoint: str | os.PathLike | Mapping) -> Mapping:
 def _check_architecture(saved: Mapping, encoder: XLSTMEncoder, source: str) -> None:
     """A clear error naming the settings when an export's hyper-parameters differ from the network's."""
     own = encoder.hyper_parameters()
-    differing = [f"{k}: checkpoint {saved[k]} vs network {own[k]}" for k in _ARCHITECTURE_KEYS
-                 if k in saved and saved[k] != own[k]]
+    differing = [
+        f"{k}: checkpoint {saved[k]} vs network {own[k]}"
+        for k in _ARCHITECTURE_KEYS
+        if k in saved and saved[k] != own[k]
+    ]
     if differing:
-        raise ValueError(f"pretrained encoder {source} was trained with another architecture: "
-                         + "; ".join(differing) + ". Set the network_def to the pretraining settings.")
+        raise ValueError(
+            f"pretrained encoder {source} was trained with another architecture: "
+            + "; ".join(differing)
+            + ". Set the network_def to the pretraining settings."
+        )
 
 
 def read_encoder_state(checkpoint: str | os.PathLike | Mapping) -> dict[str, torch.Tensor]:
@@ -115,7 +123,10 @@ def read_encoder_state(checkpoint: str | os.PathLike | Mapping) -> dict[str, tor
         if mapped is not None:
             encoder_state[mapped[0]] = mapped[1]
     if not encoder_state:
-        raise ValueError(f"no XLSTMEncoder weights found in {checkpoint if not isinstance(checkpoint, Mapping) else 'the given state dict'}.")
+        raise ValueError(
+            "no XLSTMEncoder weights found in "
+            f"{checkpoint if not isinstance(checkpoint, Mapping) else 'the given state dict'}."
+        )
     return encoder_state
 
 
@@ -157,7 +168,9 @@ def load_pretrained_encoder(
             report.resized.append(f"pos_embed {tuple(pos.shape[2:])} -> {tuple(pos_target.shape[2:])}")
     report.unexpected = sorted(k for k in state if k not in target)
     report.mismatched = sorted(
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in target.items() if k in state and state[k].shape != v.shape
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in target.items()
+        if k in state and state[k].shape != v.shape
     )
     _, updated, unchanged = copy_model_state(encoder, state, inplace=True)
     report.loaded = list(updated)
@@ -172,7 +185,9 @@ def load_pretrained_encoder(
     return report
 
 
-def load_pretrained(network: nn.Module, checkpoint: str | os.PathLike | Mapping, strict: bool = True) -> EncoderLoadReport:
+def load_pretrained(
+    network: nn.Module, checkpoint: str | os.PathLike | Mapping, strict: bool = True
+) -> EncoderLoadReport:
     """
     Load a ``pretrain_ssl`` export into ``network``: the encoder as :func:`load_pretrained_encoder` does and, when
     the export also holds a U-Net decoder (``decoder.*`` keys, from restoration pretraining) and the network has
@@ -184,13 +199,18 @@ def load_pretrained(network: nn.Module, checkpoint: str | os.PathLike | Mapping,
     report = load_pretrained_encoder(network, loaded, strict=strict)
     report.source = source
     state = loaded.get("state_dict", loaded)
-    saved = {k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.") and isinstance(v, torch.Tensor)}
+    saved = {
+        k[len("decoder.") :]: v for k, v in state.items() if k.startswith("decoder.") and isinstance(v, torch.Tensor)
+    }
     decoder = getattr(getattr(network, "module", network), "decoder", None)
     if saved and isinstance(decoder, nn.Module):
         own = decoder.state_dict()
         usable = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
-        report.decoder_skipped = sorted(f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" if k in own else k
-                                        for k, v in saved.items() if k not in usable)
+        report.decoder_skipped = sorted(
+            f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" if k in own else k
+            for k, v in saved.items()
+            if k not in usable
+        )
         _, report.decoder_loaded, _ = copy_model_state(decoder, usable, inplace=True)
         logger.info(report.summary())
     return report

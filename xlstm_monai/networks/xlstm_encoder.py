@@ -23,7 +23,7 @@ from monai.networks.layers import Conv
 from monai.utils import ensure_tuple_rep
 from torch import nn
 
-from .blocks import ViLBlock, scan_order
+from .blocks import MLSTMScanBlock, scan_order
 
 __all__ = ["XLSTMEncoder", "XLSTMEncoderOutput", "filter_xlstm_ssl"]
 
@@ -136,7 +136,7 @@ class XLSTMEncoder(nn.Module):
         for idx in range(depth):
             fast_axis, direction = scan_order(idx, spatial_dims)
             self.blocks.append(
-                ViLBlock(
+                MLSTMScanBlock(
                     embed_dim,
                     num_heads,
                     fast_axis=fast_axis,
@@ -200,10 +200,12 @@ class XLSTMEncoder(nn.Module):
     def _check_input(self, x: torch.Tensor, mask: torch.Tensor | None) -> None:
         if x.ndim != self.spatial_dims + 2:
             raise ValueError(
-                f"expected a (B, C, {', '.join('DHW'[-self.spatial_dims:])}) tensor, got shape {tuple(x.shape)}."
+                f"expected a (B, C, {', '.join('DHW'[-self.spatial_dims :])}) tensor, got shape {tuple(x.shape)}."
             )
         if x.shape[1] != self.in_channels:
-            raise ValueError(f"expected {self.in_channels} input channel(s), got {x.shape[1]} (shape {tuple(x.shape)}).")
+            raise ValueError(
+                f"expected {self.in_channels} input channel(s), got {x.shape[1]} (shape {tuple(x.shape)})."
+            )
         spatial = tuple(x.shape[2:])
         if any(s % p or s < p for s, p in zip(spatial, self.patch_size)):
             raise ValueError(

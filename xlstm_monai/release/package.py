@@ -4,8 +4,8 @@ Bundle archives in the MONAI model zoo's layout, for ``python -m monai.bundle do
 One zip per bundle with the bundle folder at its root (``heart_seg_ct/configs/...``), named ``NAME_vVERSION.zip``,
 and an index, ``model_info.json``, in the model zoo's own format: ``{"NAME_vVERSION": {"checksum": md5, "source":
 url}}``. A zip holds what a bundle ships: configs, docs, LICENSE and large_files.yml. Weights never go into a zip:
-when a bundle has trained weights (``models/model.pt``) they are copied beside the archives and listed, with URL and md5,
-in the archived ``large_files.yml``, which ``python -m monai.bundle download_large_files`` reads.
+when a bundle has trained weights (``models/model.pt``) they are copied beside the archives and listed, with URL
+and md5, in the archived ``large_files.yml``, which ``python -m monai.bundle download_large_files`` reads.
 """
 
 from __future__ import annotations
@@ -45,8 +45,13 @@ def _shipped_files(bundle: Path) -> list[Path]:
         if path.is_file():
             files.append(path)
         elif path.is_dir():
-            files += [p for p in sorted(path.rglob("*")) if p.is_file() and "__pycache__" not in p.parts
-                      and not any(part.startswith(".") for part in p.relative_to(bundle).parts)]
+            files += [
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file()
+                and "__pycache__" not in p.parts
+                and not any(part.startswith(".") for part in p.relative_to(bundle).parts)
+            ]
     missing = [n for n in SHIPPED if not (bundle / n).exists()]
     if missing:
         raise FileNotFoundError(f"bundle {bundle} lacks {', '.join(missing)}")
@@ -59,8 +64,14 @@ def _publish_weights(weights: Path, release: Path, stem: str, base_url: str) -> 
     for path in [weights / n for n in PUBLISHED_WEIGHTS if (weights / n).is_file()]:
         published = f"{stem}_{path.name}"
         shutil.copyfile(path, release / published)
-        entries.append({"path": f"models/{path.name}", "url": f"{base_url}/{published}",
-                        "hash_val": md5sum(path), "hash_type": "md5"})
+        entries.append(
+            {
+                "path": f"models/{path.name}",
+                "url": f"{base_url}/{published}",
+                "hash_val": md5sum(path),
+                "hash_type": "md5",
+            }
+        )
     return entries
 
 
@@ -78,7 +89,8 @@ def package_bundles(
         base_url: where the release folder will be served (e.g. a GitHub release's download URL); default its own
             ``file://`` address, so the folder works as a local release at once.
         weights_dir: folder with ``NAME/models/model.pt`` (``encoder.pt`` for pretrain_ssl) to publish; default
-            each bundle's own ``models/`` folder. Bundles with no weights are archived with their large_files.yml unchanged.
+            each bundle's own ``models/`` folder. Bundles with no weights are archived with their large_files.yml
+            unchanged.
 
     Returns:
         the index written to model_info.json.
@@ -103,8 +115,9 @@ def package_bundles(
             for path in _shipped_files(bundle):
                 arcname = f"{name}/{path.relative_to(bundle).as_posix()}"
                 if path.name == "large_files.yml" and entries:
-                    zipped.writestr(arcname, LARGE_FILES_HEADER + yaml.safe_dump({"large_files": entries},
-                                                                                 sort_keys=False))
+                    zipped.writestr(
+                        arcname, LARGE_FILES_HEADER + yaml.safe_dump({"large_files": entries}, sort_keys=False)
+                    )
                 else:
                     zipped.write(path, arcname)
         index[stem] = {"checksum": md5sum(archive), "source": f"{base_url}/{archive.name}"}

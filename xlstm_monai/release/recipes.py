@@ -38,8 +38,13 @@ def _line(text: str, why: str | None = None, indent: int = 0) -> str:
 def _environment(recipes: Path, settings: dict):
     import jinja2  # a development tool: only rendering needs it
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(recipes)), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(recipes)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
     def setting(name: str, indent: int = 0) -> str:
         if name not in settings:
@@ -56,12 +61,18 @@ def _environment(recipes: Path, settings: dict):
 
 
 def _header(template: str, recipe: str) -> str:
-    return (f"# Rendered from recipes/{template} and recipes/bundles/{recipe}:\n"
-            "# edit those, then run `xlstm-monai render-configs` (CI fails when a config and its sources differ).\n")
+    return (
+        f"# Rendered from recipes/{template} and recipes/bundles/{recipe}:\n"
+        "# edit those, then run `xlstm-monai render-configs` (CI fails when a config and its sources differ).\n"
+    )
 
 
-def render_configs(recipes_dir: str | Path = "recipes", bundles_dir: str | Path = "bundles",
-                   names: list[str] | None = None, check: bool = False) -> list[str]:
+def render_configs(
+    recipes_dir: str | Path = "recipes",
+    bundles_dir: str | Path = "bundles",
+    names: list[str] | None = None,
+    check: bool = False,
+) -> list[str]:
     """
     Render every bundle's configs from ``recipes_dir`` into ``bundles_dir`` (or only compare, with ``check``).
     Returns the configs that differed from their sources (with ``check``) or were rewritten.

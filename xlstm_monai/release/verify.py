@@ -27,13 +27,13 @@ import torch
 import yaml
 from monai.bundle import ConfigParser, ReferenceResolver
 
+from xlstm_monai.presets import TINY, overrides
 from xlstm_monai.workflow import bundles_dir as installed_bundles
 from xlstm_monai.workflow import run_workflow
 
 __all__ = ["SMOKE", "verify_bundles", "check_version", "check_large_files", "check_style", "check_references"]
 
-_TINY_UNET = {"network_def#embed_dim": 48, "network_def#depth": 2, "network_def#num_heads": 2,
-              "network_def#feature_size": 8}
+_TINY_UNET = overrides(TINY, feature_size=8)
 _QUICK = {"num_workers": 0, "cache_rate": 0.0, "epochs": 1, "val_interval": 1, "warmup_epochs": 0}
 
 # per bundle: "network"/"shape" overrides shared by every config (network size, resampling, crop); "train" extras;
@@ -55,16 +55,26 @@ SMOKE = {
         "images": "data/phantoms_hippocampus/imagesTr",
     },
     "brain_cls": {
-        "network": {"network_def#embed_dim": 48, "network_def#depth": 2, "network_def#num_heads": 2,
-                    "spacing": [4.0, 4.0, 4.0], "field_of_view": [48, 56, 48]},
+        "network": {
+            **overrides(TINY),
+            "spacing": [4.0, 4.0, 4.0],
+            "field_of_view": [48, 56, 48],
+        },
         "train": {**_QUICK, "num_phantoms": 10, "batch_size": 2},
         "images": "data/phantoms_brain/images",
     },
     "pretrain_ssl": {
-        "network": {"encoder_def#embed_dim": 48, "encoder_def#depth": 2, "encoder_def#num_heads": 2,
-                    "spacing": [4.5, 4.5, 4.5], "global_size": [32, 32, 32], "local_size": [16, 16, 16],
-                    "num_local": 2, "out_dim": 128, "patch_out_dim": 128, "network_def#hidden_dim": 128,
-                    "network_def#bottleneck_dim": 32},
+        "network": {
+            **overrides(TINY, prefix="encoder_def"),
+            "spacing": [4.5, 4.5, 4.5],
+            "global_size": [32, 32, 32],
+            "local_size": [16, 16, 16],
+            "num_local": 2,
+            "out_dim": 128,
+            "patch_out_dim": 128,
+            "network_def#hidden_dim": 128,
+            "network_def#bottleneck_dim": 32,
+        },
         "train": {**_QUICK, "num_phantoms": 2, "batch_size": 2},
         "images": None,
     },
@@ -130,8 +140,9 @@ def check_style(bundle: Path) -> str:
                 problems.append(f"{path.name}:{number}: tab or trailing whitespace")
         if not text.endswith("\n"):
             problems.append(f"{path.name}: no newline at the end")
-        problems += [f"{path.name}: {p} (write 1.0e-4, not 1e-4)"
-                     for p in _strings_that_look_like_floats(yaml.safe_load(text))]
+        problems += [
+            f"{path.name}: {p} (write 1.0e-4, not 1e-4)" for p in _strings_that_look_like_floats(yaml.safe_load(text))
+        ]
     for path in sorted((bundle / "configs").glob("*.json")):
         text = path.read_text()
         if text != json.dumps(json.loads(text), indent=4, ensure_ascii=False) + "\n":
@@ -168,15 +179,29 @@ def _monai_bundle_cli(bundle: Path, *args: str) -> str:
     done = subprocess.run(command, cwd=bundle, capture_output=True, text=True)
     lines = (done.stdout + done.stderr).strip().splitlines()
     if done.returncode:
-        raise RuntimeError(f"`python -m monai.bundle {' '.join(args)}` exited {done.returncode}: "
-                           + (lines[-1] if lines else ""))
+        raise RuntimeError(
+            f"`python -m monai.bundle {' '.join(args)}` exited {done.returncode}: " + (lines[-1] if lines else "")
+        )
     return lines[-1].split(" - ")[-1] if lines else "ok"
+
+
+def _verify_metadata(bundle: Path, schema: Path) -> str:
+    """The model zoo's metadata check, with the meta schema at ``schema`` (it downloads it otherwise)."""
+    meta = ("--meta_file", "configs/metadata.json")
+    return _monai_bundle_cli(bundle, "verify_metadata", *meta, "--filepath", str(schema))
 
 
 def _check_net_in_out(bundle: Path) -> str:
     """The model zoo's command with its default arguments (n=1): the declared shapes must be ones the network takes."""
-    return _monai_bundle_cli(bundle, "verify_net_in_out", "network_def", "--meta_file", "configs/metadata.json",
-                             "--config_file", "configs/inference.yaml")
+    return _monai_bundle_cli(
+        bundle,
+        "verify_net_in_out",
+        "network_def",
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        "configs/inference.yaml",
+    )
 
 
 def _short_run(bundle: Path, root: Path) -> str:
@@ -191,8 +216,15 @@ def _short_run(bundle: Path, root: Path) -> str:
         return "train 1 epoch, export encoder.pt"
     run_workflow(bundle, ["train.yaml", "evaluate.yaml"], "train", **common, **smoke["train"])
     images = sorted(glob.glob(str(root / smoke["images"] / "*.nii.gz")))
-    run_workflow(bundle, ["inference.yaml"], "inference", **common, dataset_dir=str(root / smoke["images"]),
-                 output_dir=str(root / "infer"), num_workers=0)
+    run_workflow(
+        bundle,
+        ["inference.yaml"],
+        "inference",
+        **common,
+        dataset_dir=str(root / smoke["images"]),
+        output_dir=str(root / "infer"),
+        num_workers=0,
+    )
     written = glob.glob(str(root / "infer" / "*"))
     expected = 1 if bundle.name == "brain_cls" else len([i for i in images if "_label" not in i])
     if len(written) < expected:
@@ -214,9 +246,18 @@ def _check_export(bundle: Path, root: Path) -> str:
     checkpoint = torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True)
     key = "model" if "model" in checkpoint and isinstance(checkpoint["model"], dict) else ""
     exported = root / "models" / "model.ts"
-    ckpt_export(net_id="network_def", filepath=str(exported), ckpt_file=str(root / "models" / "model.pt"),
-                meta_file=str(bundle / "configs" / "metadata.json"), config_file=config, key_in_ckpt=key,
-                use_trace=True, input_shape=shape, bundle_root=str(root), **overrides)
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(exported),
+        ckpt_file=str(root / "models" / "model.pt"),
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        config_file=config,
+        key_in_ckpt=key,
+        use_trace=True,
+        input_shape=shape,
+        bundle_root=str(root),
+        **overrides,
+    )
     network = parser.get_parsed_content("network_def")
     network.load_state_dict(checkpoint[key] if key else checkpoint)
     network.eval()
@@ -228,9 +269,9 @@ def _check_export(bundle: Path, root: Path) -> str:
     return f"traced at {shape}: max |TorchScript - eager| = {difference:.1e}"
 
 
-def _run_check(results: list, bundle: str, name: str, check: Callable[[], str]) -> bool:
+def _run_check(results: list, bundle: str, name: str, check: Callable[..., str], *args) -> bool:
     try:
-        detail, ok = check(), True
+        detail, ok = check(*args), True
     except Exception as error:  # every check runs; all failures are reported together
         detail, ok = f"{type(error).__name__}: {error}".splitlines()[0][:300], False
         traceback.print_exc()
@@ -239,8 +280,12 @@ def _run_check(results: list, bundle: str, name: str, check: Callable[[], str]) 
     return ok
 
 
-def verify_bundles(bundles_dir: str | None = None, names: list[str] | None = None, schema: str | None = None,
-                   work_dir: str | None = None) -> bool:
+def verify_bundles(
+    bundles_dir: str | None = None,
+    names: list[str] | None = None,
+    schema: str | None = None,
+    work_dir: str | None = None,
+) -> bool:
     """
     Run every check on every bundle (or ``names``), print a table and return whether all passed.
 
@@ -251,7 +296,8 @@ def verify_bundles(bundles_dir: str | None = None, names: list[str] | None = Non
     """
     bundles = (Path(bundles_dir) if bundles_dir else installed_bundles()).resolve()
     names = names or sorted(p.name for p in bundles.iterdir() if (p / "configs" / "metadata.json").is_file())
-    schema_path = Path(schema).resolve() if schema else bundles.parent.parent / "shared" / "monai" / "meta_schema_20240725.json"
+    default_schema = bundles.parent.parent / "shared" / "monai" / "meta_schema_20240725.json"
+    schema_path = Path(schema).resolve() if schema else default_schema
     work = Path(work_dir or tempfile.mkdtemp(prefix="verify_bundles_"))
     results: list[tuple[str, str, str, str]] = []
     for name in names:
@@ -259,20 +305,19 @@ def verify_bundles(bundles_dir: str | None = None, names: list[str] | None = Non
         if name not in SMOKE:
             raise KeyError(f"no smoke-run settings for bundle {name!r}: add it to SMOKE in {__name__}")
         if schema_path.is_file():
-            _run_check(results, name, "verify_metadata", lambda: _monai_bundle_cli(
-                bundle, "verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", str(schema_path)))
+            _run_check(results, name, "verify_metadata", _verify_metadata, bundle, schema_path)
         else:
             results.append((name, "verify_metadata", "skipped", f"no offline schema at {schema_path}"))
-        _run_check(results, name, "version", lambda: check_version(bundle))
-        _run_check(results, name, "large_files.yml", lambda: check_large_files(bundle))
-        _run_check(results, name, "YAML/JSON style", lambda: check_style(bundle))
-        _run_check(results, name, "references", lambda: check_references(bundle))
+        _run_check(results, name, "version", check_version, bundle)
+        _run_check(results, name, "large_files.yml", check_large_files, bundle)
+        _run_check(results, name, "YAML/JSON style", check_style, bundle)
+        _run_check(results, name, "references", check_references, bundle)
         if (bundle / "configs" / "inference.yaml").is_file():
-            _run_check(results, name, "verify_net_in_out", lambda: _check_net_in_out(bundle))
+            _run_check(results, name, "verify_net_in_out", _check_net_in_out, bundle)
         root = work / name
-        ran = _run_check(results, name, "short run", lambda: _short_run(bundle, root))
+        ran = _run_check(results, name, "short run", _short_run, bundle, root)
         if ran and name != "pretrain_ssl":
-            _run_check(results, name, "ckpt_export", lambda: _check_export(bundle, root))
+            _run_check(results, name, "ckpt_export", _check_export, bundle, root)
     print("\n| bundle | check | result | detail |\n|---|---|---|---|")
     for row in results:
         print("| " + " | ".join(row) + " |")

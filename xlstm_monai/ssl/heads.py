@@ -23,8 +23,9 @@ class ProjectionHead(nn.Module):
         num_layers: MLP layers. Defaults to 3.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 1024, bottleneck_dim: int = 256,
-                 num_layers: int = 3) -> None:
+    def __init__(
+        self, in_dim: int, out_dim: int, hidden_dim: int = 1024, bottleneck_dim: int = 256, num_layers: int = 3
+    ) -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers should be >= 1, got {num_layers}.")

@@ -35,8 +35,9 @@ class CollapseMonitor:
         name: logger name; defaults to the engine's logger.
     """
 
-    def __init__(self, patience: int = 3, uniform_tolerance: float = 0.01, min_spread: float = 1e-3,
-                 name: str | None = None) -> None:
+    def __init__(
+        self, patience: int = 3, uniform_tolerance: float = 0.01, min_spread: float = 1e-3, name: str | None = None
+    ) -> None:
         self.patience = patience
         self.uniform_tolerance = uniform_tolerance
         self.min_spread = min_spread
@@ -79,7 +80,9 @@ class CollapseMonitor:
             )
         self.collapsed_epochs = self.collapsed_epochs + 1 if reasons else 0
         if self.collapsed_epochs >= self.patience:
-            message = (f"self-supervised training collapsed at epoch {engine.state.epoch} "
-                       f"({self.collapsed_epochs} epochs in a row): " + "; ".join(reasons))
+            message = (
+                f"self-supervised training collapsed at epoch {engine.state.epoch} "
+                f"({self.collapsed_epochs} epochs in a row): " + "; ".join(reasons)
+            )
             self.logger.error(message)
             raise TrainingCollapsedError(message)

@@ -66,8 +66,15 @@ class StudentTeacherTrainer(SupervisedTrainer):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("decollate", False)
-        super().__init__(device=device, max_epochs=max_epochs, train_data_loader=train_data_loader, network=network,
-                         optimizer=optimizer, loss_function=loss_function, **kwargs)
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            train_data_loader=train_data_loader,
+            network=network,
+            optimizer=optimizer,
+            loss_function=loss_function,
+            **kwargs,
+        )
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"mask_ratio should be in (0, 1), got {mask_ratio}.")
         self.mask_ratio = mask_ratio

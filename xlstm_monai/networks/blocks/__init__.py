@@ -12,4 +12,4 @@
 from __future__ import annotations
 
 from .mlstm_kernel import DEFAULT_KERNELS, MLSTMKernel, resolve_kernel_name
-from .vil_block import ScanDirection, ViLBlock, scan_order
+from .mlstm_scan_block import MLSTMScanBlock, ScanDirection, scan_order

@@ -15,8 +15,8 @@ import warnings
 from collections.abc import Callable, Mapping
 
 import torch
-import torch.nn.functional as F
 from mlstm_kernels.torch import get_available_mlstm_kernels, get_mlstm_kernel
+from mlstm_kernels.torch.kernel_wrappers import wrap_chunkwise__pad_zeros
 from torch import nn
 
 __all__ = ["MLSTMKernel", "DEFAULT_KERNELS", "resolve_kernel_name"]
@@ -48,9 +48,9 @@ class MLSTMKernel(nn.Module):
     device of its inputs and pads the sequence to the kernel's chunk multiple.
 
     It replaces ``mLSTMLayer.mlstm_backend`` (same call signature, returns ``(h, None)``), so one network
-    trains on CUDA with Triton and runs on CPU with the pure-torch kernel without being rebuilt. Padding
-    appends zeros at the end of the sequence: the recurrence is causal, so every real token's output is
-    unchanged, and the padded outputs are cropped off.
+    trains on CUDA with Triton and runs on CPU with the pure-torch kernel without being rebuilt. Sequences are
+    padded to the chunk multiple with ``mlstm_kernels``' own zero padding: the recurrence is causal, so every real
+    token's output is unchanged, and the padded outputs are cropped off.
 
     Args:
         kernel: "auto" (Triton chunkwise on CUDA, pure-torch chunkwise on CPU), a kernel name from
@@ -112,16 +112,8 @@ class MLSTMKernel(nn.Module):
         m_initial: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, None]:
         name = self.kernel_name(q.device.type)
-        seq_len = q.shape[2]
-        pad = 0 if name.startswith("parallel--") else (-seq_len) % self.chunk_size
-        if pad:
-            q = F.pad(q, (0, 0, 0, pad))  # (B, NH, S + pad, DHQK)
-            k = F.pad(k, (0, 0, 0, pad))
-            v = F.pad(v, (0, 0, 0, pad))
-            i = F.pad(i, (0, pad))  # (B, NH, S + pad)
-            f = F.pad(f, (0, pad))
         dtype = torch.float32 if name in _FLOAT32_ONLY_KERNELS else _KERNEL_DTYPES[self.kernel_dtype]
-        h = self._kernel_fn(name)(
+        kwargs = dict(
             q=q,
             k=k,
             v=v,
@@ -135,7 +127,10 @@ class MLSTMKernel(nn.Module):
             eps=self.eps,
             autocast_kernel_dtype=dtype,
         )
-        return h[:, :, :seq_len], None  # (B, NH, S, DHV)
+        if name.startswith("parallel--"):  # no chunks to fill
+            return self._kernel_fn(name)(**kwargs), None
+        # mlstm_kernels' own padding: zeros at the end (with gates that leave the state alone), cropped off after
+        return wrap_chunkwise__pad_zeros(mlstm_chunkwise_kernel=self._kernel_fn(name), **kwargs), None
 
     def extra_repr(self) -> str:
         return f"kernel={self.kernel!r}, chunk_size={self.chunk_size}, kernel_dtype={self.kernel_dtype!r}"

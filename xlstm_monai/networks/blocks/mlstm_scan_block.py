@@ -22,7 +22,7 @@ from xlstm.xlstm_large.model import mLSTMBlock, xLSTMLargeConfig
 
 from .mlstm_kernel import MLSTMKernel
 
-__all__ = ["ScanDirection", "ViLBlock", "scan_order"]
+__all__ = ["ScanDirection", "MLSTMScanBlock", "scan_order"]
 
 
 class ScanDirection(Enum):
@@ -58,9 +58,11 @@ def bias_linspace_init_(param: torch.Tensor, start: float = 3.0, end: float = 6.
         param.copy_(torch.linspace(start, end, param.numel(), dtype=param.dtype))
 
 
-class ViLBlock(mLSTMBlock):
+class MLSTMScanBlock(mLSTMBlock):
     """
-    One mLSTM block of ``xlstm.xlstm_large`` applied to a token grid along one scan order.
+    One mLSTM block of ``xlstm.xlstm_large`` (the pre-norm mLSTM layer + gated feed-forward block of xLSTM-7B)
+    applied to a 3D token grid along one scan order, the way Vision-LSTM scans 2D patches. It is not Vision-LSTM's
+    own ViL block, whose mLSTM layer differs (a causal convolution and learned skip inside the layer).
 
     The grid is flattened with ``fast_axis`` varying fastest, reversed for :attr:`ScanDirection.REVERSE`, and
     the class tokens are appended at the end of the scan so that, under the causal recurrence, they read the
