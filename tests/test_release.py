@@ -16,7 +16,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from tests.conftest import REPO_ROOT
-from xlstm_monai.data.phantoms import write_heart_phantoms
+from xlstm_monai.phantoms import write_heart_phantoms
 from xlstm_monai.release import package_bundles
 from xlstm_monai.release.verify import SMOKE, check_large_files, check_references, check_style, check_version
 

@@ -128,20 +128,20 @@ class Phantoms:
         seed: int = 0,
     ) -> None:
         """Whole-heart CT ("ct") or MRI ("mr") phantoms in MM-WHS naming and label codes."""
-        from xlstm_monai.data.phantoms import write_heart_phantoms
+        from xlstm_monai.phantoms import write_heart_phantoms
 
         entries = write_heart_phantoms(out_dir, num_cases, modality, shape, spacing, seed)
         print(f"wrote {len(entries)} {modality} cases to {out_dir}")
 
     def hippocampus(self, out_dir: str, num_cases: int = 20, seed: int = 0) -> None:
         """Hippocampus crops in the MSD Task04 layout (dataset.json, imagesTr/, labelsTr/)."""
-        from xlstm_monai.data.phantoms import write_hippocampus_phantoms
+        from xlstm_monai.phantoms import write_hippocampus_phantoms
 
         print(f"wrote {write_hippocampus_phantoms(out_dir, num_cases, seed=seed)}")
 
     def brain(self, out_dir: str, num_cases: int = 40, seed: int = 0, ad_fraction: float = 0.5) -> None:
         """T1 brains with a CN / AD signal and a participants.csv table."""
-        from xlstm_monai.data.phantoms import write_brain_phantoms
+        from xlstm_monai.phantoms import write_brain_phantoms
 
         print(f"wrote {write_brain_phantoms(out_dir, num_cases, seed=seed, ad_fraction=ad_fraction)}")
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from xlstm_monai.data import build_datalist
-from xlstm_monai.data.phantoms import write_heart_phantoms
+from xlstm_monai.phantoms import write_heart_phantoms
 from xlstm_monai.presets import SMALL, overrides
 from xlstm_monai.workflow import read_structure_metrics, run_workflow
 

@@ -10,7 +10,7 @@ import pytest
 from tests.bundles.helpers import config_path, load_json, load_yaml, run_workflow
 from tests.conftest import shared_data
 from xlstm_monai.data import build_datalist
-from xlstm_monai.data.phantoms import write_brain_phantoms
+from xlstm_monai.phantoms import write_brain_phantoms
 from xlstm_monai.presets import SMALL, TINY, overrides
 
 BUNDLE = "brain_cls"

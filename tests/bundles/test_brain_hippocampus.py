@@ -11,7 +11,7 @@ import pytest
 from tests.bundles.helpers import SMALL_UNET, config_path, load_json, load_yaml, read_structure_metrics, run_workflow
 from tests.conftest import SHARED_DATA
 from xlstm_monai.data import default_datalist
-from xlstm_monai.data.phantoms import write_hippocampus_phantoms
+from xlstm_monai.phantoms import write_hippocampus_phantoms
 from xlstm_monai.presets import TINY, overrides
 
 BUNDLE = "brain_hippocampus"

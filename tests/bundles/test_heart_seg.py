@@ -10,7 +10,7 @@ import yaml
 from tests.bundles.helpers import SMALL_UNET, config_path, load_json, load_yaml, read_structure_metrics, run_workflow
 from tests.conftest import shared_data
 from xlstm_monai.data import MMWHS_CODES, build_datalist
-from xlstm_monai.data.phantoms import write_heart_phantoms
+from xlstm_monai.phantoms import write_heart_phantoms
 from xlstm_monai.presets import TINY, overrides
 
 BUNDLES = ("heart_seg_ct", "heart_seg_mri")

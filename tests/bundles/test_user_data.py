@@ -13,7 +13,7 @@ import pytest
 
 from tests.bundles.helpers import read_structure_metrics, run_workflow
 from tests.conftest import REPO_ROOT
-from xlstm_monai.data.phantoms import write_hippocampus_phantoms
+from xlstm_monai.phantoms import write_hippocampus_phantoms
 from xlstm_monai.release.verify import SMOKE
 
 BUNDLES = ("heart_seg_ct", "heart_seg_mri", "brain_hippocampus", "brain_cls")

@@ -9,7 +9,7 @@ import pytest
 from monai.data import load_decathlon_datalist
 
 from xlstm_monai.data import DatalistError, datalist_split, default_datalist, input_files, prepare_datalist
-from xlstm_monai.data.phantoms import write_heart_phantoms, write_hippocampus_phantoms
+from xlstm_monai.phantoms import write_heart_phantoms, write_hippocampus_phantoms
 
 
 def test_generates_phantoms_in_the_bundles_own_folder_once_and_reuses_them(tmp_path):

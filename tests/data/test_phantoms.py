@@ -9,9 +9,8 @@ import os
 import numpy as np
 import pytest
 
-from xlstm_monai.data import phantoms
 from xlstm_monai.data.label_codes import MMWHS_CODES, MMWHS_LABELS
-from xlstm_monai.data.phantoms import (
+from xlstm_monai.phantoms import (
     brain_phantom,
     heart_phantom,
     hippocampus_phantom,
@@ -19,6 +18,7 @@ from xlstm_monai.data.phantoms import (
     write_heart_phantoms,
     write_hippocampus_phantoms,
 )
+from xlstm_monai.phantoms import heart as phantoms
 
 # Small grids with proportionally larger voxels keep the same anatomy (144 mm field of view) and the tests fast.
 HEART_SHAPE, HEART_SPACING = (48, 48, 48), (3.0, 3.0, 3.0)

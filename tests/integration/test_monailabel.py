@@ -26,7 +26,7 @@ import yaml
 
 from tests.conftest import REPO_ROOT
 from xlstm_monai.data import MMWHS_CODES
-from xlstm_monai.data.phantoms import write_heart_phantoms
+from xlstm_monai.phantoms import write_heart_phantoms
 from xlstm_monai.presets import SMALL, overrides
 
 pytestmark = pytest.mark.monailabel

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from xlstm_monai.data import build_datalist
-from xlstm_monai.data.phantoms import write_heart_phantoms
+from xlstm_monai.phantoms import write_heart_phantoms
 from xlstm_monai.release.verify import SMOKE
 
 # the tiny network and grid of the bundle checks (ci/verify_bundles), with a validation every epoch

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from xlstm_monai.data import build_datalist
-from xlstm_monai.data.phantoms import write_heart_phantoms
+from xlstm_monai.phantoms import write_heart_phantoms
 from xlstm_monai.presets import SMALL
 from xlstm_monai.workflow import read_structure_metrics, run_workflow
 

@@ -1,4 +1,4 @@
-"""Data: dataset layouts, datalists, label codings and generated phantoms."""
+"""Data: dataset layouts, datalists and the datalist of a bundle run, data checks, label codings."""
 
 from __future__ import annotations
 

@@ -185,7 +185,7 @@ def prepare_datalist(
         shape, spacing: phantom size; the kind's default when None.
         datalist_args: further ``build_datalist`` arguments (e.g. ``target`` and ``classes`` for a CSV).
     """
-    from .phantoms import PHANTOM_KINDS, write_phantoms  # phantoms are written here only
+    from xlstm_monai.phantoms import PHANTOM_KINDS, write_phantoms  # phantoms are written here only
 
     folder = os.path.abspath(os.path.expanduser(str(dataset_dir)))
     if os.path.isfile(datalist):
