@@ -75,7 +75,7 @@ def test_block_is_causal_along_its_scan():
     grid = torch.randn(1, 3, 3, 3, 24)
     cls = torch.randn(1, 1, 24)
     perturbed = grid.clone()
-    perturbed[0, 1, 1, 1] += 1.0  # flat index 13 in (D, H, W) order with W fastest
+    perturbed[0, 1, 1, 1] += 1.0  # flat index 13 of the (H, W, D) grid, D fastest
     with torch.no_grad():
         out_a, cls_a = block(grid, cls)
         out_b, cls_b = block(perturbed, cls)

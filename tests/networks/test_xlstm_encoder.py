@@ -35,7 +35,7 @@ def test_position_embedding_resizes_to_any_grid():
         ((1, 1, 30, 32, 32), "not a multiple of the patch size"),
         ((1, 1, 4, 32, 32), "not a multiple of the patch size"),
         ((1, 3, 32, 32, 32), "expected 1 input channel"),
-        ((1, 1, 32, 32), r"expected a \(B, C, D, H, W\) tensor"),
+        ((1, 1, 32, 32), r"expected a \(B, C, H, W, D\) tensor"),
     ],
 )
 def test_bad_input_raises(shape, message):
@@ -98,15 +98,6 @@ def test_every_token_sees_the_whole_volume_after_two_blocks():
     assert (a.cls_tokens - b.cls_tokens).abs().max() > 1e-6
 
 
-def test_fixed_seed_gives_identical_output():
-    x = torch.randn(1, 1, 32, 32, 32)
-    outs = []
-    for _ in range(2):
-        torch.manual_seed(123)
-        net = XLSTMEncoder(img_size=32, dropout_path_rate=0.1, **TINY).eval()
-        with torch.no_grad():
-            outs.append(net(x).tokens)
-    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
 
 
 def test_gradient_checkpointing_gives_same_gradients():

@@ -32,7 +32,7 @@ class XLSTMEncoderOutput(NamedTuple):
     """What :class:`XLSTMEncoder` returns."""
 
     cls_tokens: torch.Tensor  # (B, T, C), normalised; T = num_cls_tokens (may be 0)
-    tokens: torch.Tensor  # (B, N, C), normalised final patch tokens, N = prod(grid), grid in (D, H, W) order
+    tokens: torch.Tensor  # (B, N, C), normalised final patch tokens, N = prod(grid), grid (H, W, D), D fastest
     hidden_states: list[torch.Tensor]  # [(B, C, *grid)] after the blocks named by out_indices
 
 
@@ -200,7 +200,7 @@ class XLSTMEncoder(nn.Module):
     def _check_input(self, x: torch.Tensor, mask: torch.Tensor | None) -> None:
         if x.ndim != self.spatial_dims + 2:
             raise ValueError(
-                f"expected a (B, C, {', '.join('DHW'[-self.spatial_dims :])}) tensor, got shape {tuple(x.shape)}."
+                f"expected a (B, C, {', '.join('HWD'[: self.spatial_dims])}) tensor, got shape {tuple(x.shape)}."
             )
         if x.shape[1] != self.in_channels:
             raise ValueError(
