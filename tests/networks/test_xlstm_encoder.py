@@ -98,8 +98,6 @@ def test_every_token_sees_the_whole_volume_after_two_blocks():
     assert (a.cls_tokens - b.cls_tokens).abs().max() > 1e-6
 
 
-
-
 def test_gradient_checkpointing_gives_same_gradients():
     torch.manual_seed(0)
     net = XLSTMEncoder(img_size=32, **TINY)

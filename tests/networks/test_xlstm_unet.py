@@ -55,8 +55,6 @@ def test_gradients_reach_every_parameter():
     assert no_grad == []
 
 
-
-
 def test_trace_at_fixed_roi_matches_eager():
     """torch.jit.script cannot compile xlstm's layers; a trace at the sliding-window ROI is exact there."""
     torch.manual_seed(0)
