@@ -12,6 +12,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("XLSTM_MONAI_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """The data-check cache of the test session (and its subprocesses), not the user's ~/.cache."""
+    os.environ["XLSTM_MONAI_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.fixture(autouse=True)
 def _two_threads():
     """Two threads, as on CI's 2-core machine; OMP_NUM_THREADS, when set, wins (e.g. beside another CPU job)."""

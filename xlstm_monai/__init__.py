@@ -7,7 +7,18 @@ from types import ModuleType
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("bench", "data", "handlers", "networks", "ssl", "transforms")
+_SUBMODULES = (
+    "bench",
+    "data",
+    "distributed",
+    "handlers",
+    "networks",
+    "phantoms",
+    "presets",
+    "ssl",
+    "transforms",
+    "workflow",
+)
 
 
 def __getattr__(name: str) -> ModuleType:

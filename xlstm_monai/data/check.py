@@ -8,14 +8,24 @@ file that passes here is one the pipeline can read.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import multiprocessing
+import os
+import tempfile
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
+import nibabel as nib
 import numpy as np
 import torch
 from monai.transforms import LoadImage
+from tqdm import tqdm
+
+from xlstm_monai.distributed import broadcast_from_rank0, is_distributed
 
 __all__ = ["DataCheckError", "DataCheckReport", "check_datalist"]
 
@@ -77,6 +87,19 @@ def _spatial_shape(array: torch.Tensor, channels: int, name: str, report: DataCh
     return None
 
 
+def _check_geometry(label_name, shape, label_affine, image_name, image_shape, image_affine, tolerance, report):
+    """A label lies on its image's grid: the same spatial shape and affine (within ``tolerance`` mm)."""
+    if image_shape is not None and tuple(shape) != tuple(image_shape):
+        report.problems[label_name].append(
+            f"shape {tuple(shape)} differs from image {image_name} shape {tuple(image_shape)}"
+        )
+    if image_affine is not None and not np.allclose(label_affine, image_affine, atol=tolerance):
+        report.problems[label_name].append(
+            f"affine differs from image {image_name}: label {np.round(label_affine, 3).tolist()} vs image "
+            f"{np.round(image_affine, 3).tolist()}"
+        )
+
+
 def _check_label(
     label_name,
     label,
@@ -92,13 +115,7 @@ def _check_label(
     shape = _spatial_shape(label, 1, label_name, report, spatial_dims)
     if shape is None:
         return
-    if image_shape is not None and shape != image_shape:
-        report.problems[label_name].append(f"shape {shape} differs from image {image_name} shape {image_shape}")
-    if image_affine is not None and not np.allclose(label_affine, image_affine, atol=affine_tolerance):
-        report.problems[label_name].append(
-            f"affine differs from image {image_name}: label {np.round(label_affine, 3).tolist()} vs image "
-            f"{np.round(image_affine, 3).tolist()}"
-        )
+    _check_geometry(label_name, shape, label_affine, image_name, image_shape, image_affine, affine_tolerance, report)
     values = torch.unique(label)
     if not torch.isfinite(values.float()).all():
         report.problems[label_name].append("has NaN or infinite label values")
@@ -114,6 +131,189 @@ def _check_label(
         report.warnings[label_name].append("label is empty (background only)")
 
 
+def _header(path) -> tuple[tuple[int, ...], np.ndarray] | None:
+    """(shape, affine) from a NIfTI header without reading voxels; None for other formats (read in full)."""
+    name = str(path).lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return None
+    image = nib.load(str(path))
+    return tuple(int(s) for s in image.shape), np.asarray(image.affine, dtype=np.float64)
+
+
+def _check_case(case: Mapping, index: int, settings: Mapping) -> tuple[dict, dict]:
+    """Problems and warnings of one datalist entry, by file: headers first, voxels where a check needs them."""
+    report = DataCheckReport()
+    if "image" not in case:
+        report.problems[f"datalist entry {index}"].append("has no 'image'")
+        return dict(report.problems), dict(report.warnings)
+    loader = _loader()
+    spatial_dims, channels = settings["spatial_dims"], settings["channels"]
+    image_name, label = str(case["image"]), case.get("label")
+    classification = settings["num_classes"] is not None or isinstance(label, (int, np.integer))
+    label_file = label is not None and not classification
+    # headers: geometry problems are found without reading a voxel, and a case that has them is not read further
+    headers = {}
+    for name in [image_name] + ([str(label)] if label_file else []):
+        try:
+            headers[name] = _header(name)
+        except Exception as error:  # a header that does not parse: the file cannot be read
+            report.problems[name].append(f"cannot be read ({_reason(error)})")
+    if report.problems:
+        return dict(report.problems), dict(report.warnings)
+    image_shape = image_affine = None
+    if headers[image_name] is not None:
+        image_shape = _spatial_shape(
+            torch.empty(headers[image_name][0], device="meta"), channels, image_name, report, spatial_dims
+        )
+        image_affine = headers[image_name][1]
+        if label_file and headers[str(label)] is not None:
+            shape, affine = headers[str(label)]
+            label_shape = _spatial_shape(torch.empty(shape, device="meta"), 1, str(label), report, spatial_dims)
+            if label_shape is not None:
+                _check_geometry(
+                    str(label),
+                    label_shape,
+                    affine,
+                    image_name,
+                    image_shape,
+                    image_affine,
+                    settings["affine_tolerance"],
+                    report,
+                )
+        if report.problems:
+            return dict(report.problems), dict(report.warnings)
+    try:
+        image, image_affine = _load(case["image"], loader)
+    except Exception as error:  # any reader failure is reported with the reader's reason
+        report.problems[image_name].append(f"cannot be read ({_reason(error)})")
+    else:
+        image_shape = _spatial_shape(image, channels, image_name, report, spatial_dims)
+        bad = (~torch.isfinite(image.float())).sum().item()
+        if bad:
+            report.problems[image_name].append(f"has {bad} NaN or infinite voxels")
+        elif image.numel() and image.min() == image.max():
+            report.warnings[image_name].append(
+                f"has constant intensity {float(image.min()):g}: normalised, it is a blank input"
+            )
+    if label is None:
+        return dict(report.problems), dict(report.warnings)
+    num_classes = settings["num_classes"]
+    if classification:
+        if num_classes is not None and not (isinstance(label, (int, np.integer)) and 0 <= int(label) < num_classes):
+            report.problems[image_name].append(f"class label {label!r} is not a class index below {num_classes}")
+        return dict(report.problems), dict(report.warnings)
+    try:
+        label_array, label_affine = _load(label, loader)
+    except Exception as error:
+        report.problems[str(label)].append(f"cannot be read ({_reason(error)})")
+        return dict(report.problems), dict(report.warnings)
+    _check_label(
+        str(label),
+        label_array,
+        label_affine,
+        image_name,
+        image_shape,
+        image_affine,
+        settings["label_values"],
+        settings["affine_tolerance"],
+        report,
+        spatial_dims,
+    )
+    return dict(report.problems), dict(report.warnings)
+
+
+_LOADER: LoadImage | None = None
+
+
+def _loader() -> LoadImage:
+    global _LOADER
+    if _LOADER is None:
+        _LOADER = LoadImage(image_only=True)
+    return _LOADER
+
+
+def _cache_dir() -> str:
+    """$XLSTM_MONAI_CACHE/data_check, by default ~/.cache/xlstm-monai/data_check."""
+    root = os.environ.get("XLSTM_MONAI_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "xlstm-monai"))
+    return os.path.join(root, "data_check")
+
+
+def _cache_key(case: Mapping, settings: Mapping) -> str | None:
+    """A key that changes when a file of the case (path, size, modification time) or a setting changes."""
+    files = [case.get("image")] + ([case["label"]] if isinstance(case.get("label"), str) else [])
+    stamps = []
+    for path in files:
+        try:
+            stat = os.stat(str(path))
+        except OSError:
+            return None  # a missing file is checked (and reported) every time
+        stamps.append([os.path.abspath(str(path)), stat.st_size, stat.st_mtime_ns])
+    text = json.dumps(
+        [stamps, case.get("label") if not isinstance(case.get("label"), str) else None, settings],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _cached(key: str | None) -> tuple[dict, dict] | None:
+    if key is None:
+        return None
+    try:
+        with open(os.path.join(_cache_dir(), key[:2], f"{key}.json")) as handle:
+            entry = json.load(handle)
+        return entry["problems"], entry["warnings"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _store(key: str | None, result: tuple[dict, dict]) -> None:
+    if key is None:
+        return
+    folder = os.path.join(_cache_dir(), key[:2])
+    try:
+        os.makedirs(folder, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(handle, "w") as out:
+            json.dump({"problems": result[0], "warnings": result[1]}, out)
+        os.replace(tmp, os.path.join(folder, f"{key}.json"))
+    except OSError as error:  # a read-only home: the check still runs, it is just not remembered
+        logger.debug(f"data check cache not written: {error}")
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)  # each process checks one case at a time; the pool is the parallelism
+
+
+def _run_checks(entries: Sequence[Mapping], settings: Mapping, workers: int, cache: bool) -> list[tuple[dict, dict]]:
+    keys = [_cache_key(case, settings) if cache else None for case in entries]
+    results: list = [_cached(key) for key in keys]
+    todo = [i for i, result in enumerate(results) if result is None]
+    progress = tqdm(
+        total=len(entries),
+        initial=len(entries) - len(todo),
+        desc="data check",
+        unit="case",
+        disable=len(todo) < 20,
+        leave=False,
+    )
+    if workers > 1 and len(todo) >= 2 * workers:
+        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
+            futures = {pool.submit(_check_case, entries[i], i, settings): i for i in todo}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                progress.update()
+    else:
+        for i in todo:
+            results[i] = _check_case(entries[i], i, settings)
+            progress.update()
+    progress.close()
+    for i in todo:
+        _store(keys[i], results[i])
+    return results
+
+
 def check_datalist(
     cases: Sequence[Mapping],
     label_values: Sequence[int | None] | None = None,
@@ -123,6 +323,8 @@ def check_datalist(
     spatial_dims: int = 3,
     affine_tolerance: float = 1e-3,
     raise_error: bool = True,
+    workers: int | None = None,
+    cache: bool = True,
 ) -> DataCheckReport:
     """
     Check every case of a datalist: each image (and label) exists and reads; images are ``spatial_dims``-D (or
@@ -132,68 +334,47 @@ def check_datalist(
     image of constant intensity (normalisation makes it blank), an image in both the training and the validation
     set (the validation figures would be optimistic).
 
+    It scales to large datasets: NIfTI headers are read first (a case with a geometry problem is not read
+    further), cases are checked in a process pool, results are cached by each file's path, size and modification
+    time (an unchanged dataset is not read again; ``$XLSTM_MONAI_CACHE``), and in a distributed run rank 0 checks
+    while the other ranks wait for its report.
+
     Args:
         cases: datalist entries with "image" and, where labeled, "label" (the training set).
         validation: the validation set's entries, checked the same way.
         label_values: declared label values of a segmentation (None entries are ignored).
         num_classes: number of classes of a classification datalist.
         raise_error: raise :class:`DataCheckError` listing every problem; otherwise just return the report.
+        workers: processes of the pool; default the CPU count (at most 8). 1 checks serially.
+        cache: read and write the cache of results.
     """
-    loader = LoadImage(image_only=True)
-    declared = None if label_values is None else [int(v) for v in label_values if v is not None]
-    report = DataCheckReport(checked=len(cases) + len(validation))
-    training_images = {str(c.get("image")) for c in cases}
-    for image in sorted({str(c.get("image")) for c in validation} & training_images):
-        report.warnings[image].append("is in both the training and the validation set")
-    for index, case in enumerate(list(cases) + list(validation)):
-        if "image" not in case:
-            report.problems[f"datalist entry {index}"].append("has no 'image'")
-            continue
-        image_name = str(case["image"])
-        image_shape = image_affine = None
-        try:
-            image, image_affine = _load(case["image"], loader)
-        except Exception as error:  # any reader failure is reported with the reader's reason
-            report.problems[image_name].append(f"cannot be read ({_reason(error)})")
-        else:
-            image_shape = _spatial_shape(image, channels, image_name, report, spatial_dims)
-            bad = (~torch.isfinite(image.float())).sum().item()
-            if bad:
-                report.problems[image_name].append(f"has {bad} NaN or infinite voxels")
-            elif image.numel() and image.min() == image.max():
-                report.warnings[image_name].append(
-                    f"has constant intensity {float(image.min()):g}: normalised, it is a blank input"
-                )
-        label = case.get("label")
-        if label is None:
-            continue
-        if num_classes is not None or isinstance(label, (int, np.integer)):
-            if num_classes is not None and not (isinstance(label, (int, np.integer)) and 0 <= int(label) < num_classes):
-                report.problems[image_name].append(f"class label {label!r} is not a class index below {num_classes}")
-            continue
-        label_name = str(label)
-        try:
-            label_array, label_affine = _load(label, loader)
-        except Exception as error:
-            report.problems[label_name].append(f"cannot be read ({_reason(error)})")
-            continue
-        _check_label(
-            label_name,
-            label_array,
-            label_affine,
-            image_name,
-            image_shape,
-            image_affine,
-            declared,
-            affine_tolerance,
-            report,
-            spatial_dims,
-        )
-    for line in report.lines("warnings"):
-        logger.warning(f"data check: {line}")
-    if report.ok:
-        logger.info(f"data check: {report.checked} cases passed")
-    elif raise_error:
+    settings = {
+        "label_values": None if label_values is None else [int(v) for v in label_values if v is not None],
+        "num_classes": num_classes,
+        "channels": int(channels),
+        "spatial_dims": int(spatial_dims),
+        "affine_tolerance": float(affine_tolerance),
+    }
+    entries = list(cases) + list(validation)
+    report = None
+    if not is_distributed() or torch.distributed.get_rank() == 0:
+        report = DataCheckReport(checked=len(entries))
+        training_images = {str(c.get("image")) for c in cases}
+        for image in sorted({str(c.get("image")) for c in validation} & training_images):
+            report.warnings[image].append("is in both the training and the validation set")
+        count = int(workers) if workers else min(os.cpu_count() or 1, 8)
+        for problems, warnings in _run_checks(entries, settings, count, cache):
+            for name, items in problems.items():
+                report.problems[name].extend(items)
+            for name, items in warnings.items():
+                report.warnings[name].extend(items)
+    report = broadcast_from_rank0(report)
+    if not is_distributed() or torch.distributed.get_rank() == 0:  # one report in the log, every rank obeys it
+        for line in report.lines("warnings"):
+            logger.warning(f"data check: {line}")
+        if report.ok:
+            logger.info(f"data check: {report.checked} cases passed")
+    if not report.ok and raise_error:
         raise DataCheckError(report.summary())
     return report
 

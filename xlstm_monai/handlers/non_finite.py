@@ -10,6 +10,8 @@ import torch
 from ignite.engine import Engine, Events
 from monai.engines.utils import IterationEvents
 
+from xlstm_monai.distributed import any_rank, is_distributed
+
 from .checkpoint import AtomicDiskSaver
 
 __all__ = ["NonFiniteLossGuard", "TrainingDivergedError"]
@@ -25,7 +27,8 @@ class NonFiniteLossGuard:
     the weights alone, and count the step. After ``max_consecutive`` such steps in a row, save the network as it
     was before the divergence (the skipped steps never changed it) to ``save_dir/filename`` and stop the run with
     :class:`TrainingDivergedError`. Attach it before gradient clipping. The counts are logged every epoch and
-    kept in ``engine.state.metrics`` ("skipped_steps").
+    kept in ``engine.state.metrics`` ("skipped_steps"). In a distributed run the decision is all-reduced: a
+    non-finite loss on any rank skips the step on every rank, and every rank stops on the same step; rank 0 saves.
 
     Args:
         save_dir: folder of the pre-divergence checkpoint (the bundle's ckpt_dir).
@@ -50,21 +53,25 @@ class NonFiniteLossGuard:
 
     def __call__(self, engine: Engine) -> None:
         loss = engine.state.output["loss"] if isinstance(engine.state.output, dict) else engine.state.output
-        if math.isfinite(float(torch.as_tensor(loss).detach().float().mean())):
+        finite = math.isfinite(float(torch.as_tensor(loss).detach().float().mean()))
+        # DDP has already averaged the gradients of every rank: one rank's NaN is every rank's, so all decide alike
+        if not any_rank(not finite):
             self.consecutive = 0
             return
         engine.optimizer.zero_grad(set_to_none=True)  # the step that follows changes nothing
         self.consecutive += 1
         self.skipped += 1
         self.logger.warning(
-            f"non-finite loss at epoch {engine.state.epoch}, iteration {engine.state.iteration}: step skipped "
+            f"non-finite loss at epoch {engine.state.epoch}, iteration {engine.state.iteration}"
+            f"{'' if not finite or not is_distributed() else ' on another rank'}: step skipped "
             f"({self.consecutive} in a row, {self.skipped} in all)"
         )
         if self.consecutive >= self.max_consecutive:
             path = os.path.join(self.save_dir, self.filename)
-            AtomicDiskSaver(self.save_dir, self.filename)(
-                {"model": _unwrap(engine.network).state_dict()}, self.filename
-            )
+            if not is_distributed() or torch.distributed.get_rank() == 0:
+                AtomicDiskSaver(self.save_dir, self.filename)(
+                    {"model": _unwrap(engine.network).state_dict()}, self.filename
+                )
             message = (
                 f"training stopped: {self.consecutive} non-finite losses in a row (epoch {engine.state.epoch}, "
                 f"iteration {engine.state.iteration}); the network before the divergence is saved to {path}. "

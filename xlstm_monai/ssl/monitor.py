@@ -8,6 +8,8 @@ from collections import defaultdict
 import torch
 from ignite.engine import Engine, Events
 
+from xlstm_monai.distributed import all_reduce_mean
+
 __all__ = ["CollapseMonitor", "TrainingCollapsedError"]
 
 LOGGED = ("loss_global", "loss_local", "loss_recon", "teacher_entropy", "kl_to_uniform", "embedding_spread")
@@ -27,6 +29,7 @@ class CollapseMonitor:
     * every volume gets the same class embedding (spread below ``min_spread``: the sharpening won).
 
     Both are the known failure modes of DINO-style training; neither recovers, so days of GPU time are saved.
+    In a distributed run the epoch means are averaged over ranks first, so every rank stops on the same epoch.
 
     Args:
         patience: consecutive collapsed epochs before stopping. Defaults to 3.
@@ -66,7 +69,9 @@ class CollapseMonitor:
         engine.state.metrics.update({k: v / self._count for k, v in self._sums.items()})
 
     def __call__(self, engine: Engine) -> None:
-        means = {k: v / max(self._count, 1) for k, v in self._sums.items()}
+        keys = sorted(self._sums)  # the same order on every rank
+        local = [self._sums[k] / max(self._count, 1) for k in keys]
+        means = dict(zip(keys, all_reduce_mean(local)))  # every rank decides on the same figures
         reasons = []
         if means.get("teacher_entropy", 0.0) > 1.0 - self.uniform_tolerance:
             reasons.append(
