@@ -7,6 +7,8 @@ from .bundle_datalist import (
     datalist_split,
     default_datalist,
     input_files,
+    output_name_formatter,
+    output_stem,
     prepare_datalist,
     read_datalist_file,
 )

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Sequence
 
 import torch.distributed as dist
@@ -31,6 +32,8 @@ __all__ = [
     "datalist_split",
     "default_datalist",
     "input_files",
+    "output_name_formatter",
+    "output_stem",
     "prepare_datalist",
     "read_datalist_file",
 ]
@@ -227,13 +230,66 @@ def prepare_datalist(
     return datalist
 
 
-def input_files(dataset_dir: str | os.PathLike, pattern: str = "*.nii.gz") -> list[str]:
-    """The files of ``dataset_dir`` that inference reads (``pattern``, a glob), sorted; an error naming the folder
-    when it does not exist or nothing in it matches, so a mistyped path stops at once."""
+def input_files(dataset_dir: str | os.PathLike, pattern: str = "*.nii.gz") -> list:
+    """
+    What inference reads in ``dataset_dir``: the files that ``pattern`` (a glob) matches, sorted, and every DICOM
+    series below it, each as one volume (``{"image": folder, "series_uid": ...}``; a series a 3D bundle cannot read
+    as a volume comes with the reason as ``"problem"`` and is listed, not read). An error names the folder when it
+    does not exist or holds neither.
+    """
+    from .dicom import find_dicom_series, is_dicom_folder
+
     folder = os.path.abspath(os.path.expanduser(str(dataset_dir)))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"dataset_dir {folder} does not exist")
-    files = sorted(glob.glob(os.path.join(folder, pattern)))
-    if not files:
-        raise FileNotFoundError(f"no file in dataset_dir {folder} matches input_pattern {pattern!r}")
-    return files
+    matches = glob.glob(os.path.join(folder, pattern), recursive=True)
+    entries: list = sorted(p for p in matches if os.path.isfile(p) and not p.lower().endswith(".dcm"))
+    if is_dicom_folder(folder):
+        entries += [_series_entry(series) for series in find_dicom_series(folder)]
+    if not entries:
+        raise FileNotFoundError(f"no file in dataset_dir {folder} matches input_pattern {pattern!r}, nor is it DICOM")
+    return entries
+
+
+def _series_entry(series) -> dict:
+    """A series as LoadImaged reads it: its own folder when it fills it, else a folder of links to its files."""
+    if series.problem is not None:
+        return {"image": os.path.dirname(series.files[0]), "problem": f"{series.name} {series.problem}"}
+    folder = os.path.dirname(series.files[0])
+    own = set(series.files)
+    others = [f for f in os.listdir(folder) if f.lower().endswith(".dcm") and os.path.join(folder, f) not in own]
+    if others or any(os.path.dirname(f) != folder for f in series.files):
+        sources = hashlib.sha1("\n".join(map(os.path.abspath, series.files)).encode()).hexdigest()[:8]
+        folder = os.path.join(tempfile.gettempdir(), "xlstm_monai_series", sources, series.uid)
+        os.makedirs(folder, exist_ok=True)
+        for path in series.files:
+            link = os.path.join(folder, os.path.basename(path))
+            if not os.path.lexists(link):
+                os.symlink(os.path.abspath(path), link)
+    return {"image": folder, "series_uid": series.uid}
+
+
+def output_stem(path: str | os.PathLike, dataset_dir: str | os.PathLike) -> str:
+    """
+    The name an input's results are saved under: its path relative to ``dataset_dir`` with folders joined by "_"
+    and the image suffix dropped (``p1/ct.nii.gz`` -> ``p1_ct``), so inputs of per-patient folders never overwrite
+    each other; a DICOM series folder keeps its folder's name, a series gathered from mixed files its UID.
+    """
+    path, root = os.path.abspath(str(path)), os.path.abspath(str(dataset_dir))
+    relative = os.path.relpath(path, root) if path.startswith(root + os.sep) else os.path.basename(path)
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".mha", ".dcm"):
+        if relative.lower().endswith(suffix):
+            relative = relative[: -len(suffix)]
+            break
+    return relative.replace(os.sep, "_") or os.path.basename(root)
+
+
+def output_name_formatter(dataset_dir: str | os.PathLike):
+    """A ``SaveImaged(output_name_formatter=...)`` that names results by :func:`output_stem`."""
+
+    def formatter(metadict: dict, saver) -> dict:
+        source = str(metadict.get("filename_or_obj", "")) if metadict else ""
+        # FolderLayout drops the last suffix of the subject: give it one to drop (a UID is full of dots)
+        return {"subject": f"{output_stem(source, dataset_dir)}.img", "idx": metadict.get("patch_index")}
+
+    return formatter

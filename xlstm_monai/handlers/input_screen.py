@@ -30,9 +30,11 @@ class InputScreen:
         entries = [f if isinstance(f, Mapping) else {"image": f} for f in files]
         if not entries:
             raise FileNotFoundError("no input images were found (check dataset_dir and input_pattern)")
-        report = check_datalist(entries, channels=channels, spatial_dims=spatial_dims, raise_error=False)
-        self.failures = report.lines()
-        self.entries = [e for e in entries if str(e["image"]) not in report.problems]
+        listed = [e["problem"] for e in entries if "problem" in e]  # e.g. a 4D DICOM series given to a 3D bundle
+        readable = [e for e in entries if "problem" not in e]
+        report = check_datalist(readable, channels=channels, spatial_dims=spatial_dims, raise_error=False, cache=False)
+        self.failures = listed + report.lines()
+        self.entries = [e for e in readable if str(e["image"]) not in report.problems]
         for line in self.failures:
             logger.error(f"skipped input: {line}")
         if not self.entries:
