@@ -41,6 +41,27 @@ class Bench:
             device, _ints(train_sizes), _ints(infer_sizes), batch_size, _strs(networks), warmup, repeats, output
         )
 
+    def inference(
+        self,
+        bundles=None,
+        backends=None,
+        threads: int = 2,
+        volumes: int = 3,
+        work_dir: str | None = None,
+        output: str = "runs/bench_inference.json",
+    ) -> None:
+        """Time and peak memory per volume of each segmentation bundle's inference, PyTorch vs ONNX Runtime."""
+        from xlstm_monai.bench.inference import TYPICAL_INPUTS, benchmark_inference
+
+        benchmark_inference(
+            tuple(_strs(bundles) or TYPICAL_INPUTS),
+            tuple(_strs(backends) or ("pytorch", "onnxruntime")),
+            threads,
+            volumes,
+            work_dir,
+            output,
+        )
+
     def sunnybrook(
         self,
         data_dir: str | None = None,

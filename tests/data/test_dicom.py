@@ -184,8 +184,15 @@ def test_a_bundle_segments_a_folder_of_series_end_to_end(folder_of_series, tmp_p
     (root / "models").mkdir(parents=True)
     torch.save(parser.get_parsed_content("network_def").state_dict(), root / "models" / "model.pt")
     out = tmp_path / "out"
-    workflow = run_workflow("heart_seg_ct", ["inference.yaml"], "inference", **overrides,
-                            dataset_dir=str(folder_of_series), output_dir=str(out), output_format=output_format)
+    workflow = run_workflow(
+        "heart_seg_ct",
+        ["inference.yaml"],
+        "inference",
+        **overrides,
+        dataset_dir=str(folder_of_series),
+        output_dir=str(out),
+        output_format=output_format,
+    )
     screen = workflow.parser.get_parsed_content("input_screen")
     assert len(screen.entries) == 3 and len(screen.failures) == 4
     segs = sorted(p.name for p in out.glob("*_seg.dcm"))

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from .onnx_network import OnnxNetwork
 from .pretrained import EncoderLoadReport, find_encoder, load_pretrained, load_pretrained_encoder, read_encoder_state
 from .xlstm_classifier import POOLING_MODES, XLSTMClassifier, XlstmClassifier
 from .xlstm_encoder import XLSTMEncoder, XLSTMEncoderOutput, filter_xlstm_ssl

@@ -1,0 +1,187 @@
+"""
+Inference cost per volume of each segmentation bundle: its inference.yaml on a typical input, with its default
+network, run by PyTorch and by ONNX Runtime (the bundle's own ``onnx_export`` at its ROI), each in a fresh process.
+
+Weights are random (cost does not depend on them). Each run segments ``volumes`` copies of the input; the time per
+volume (reading, preprocessing, sliding-window inference, inversion to the input's grid, saving) is the median over
+all but the first, which pays for allocations and caches; the memory is the process's peak resident set.
+Results are kept per (bundle, backend) in the JSON, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from xlstm_monai.workflow import bundle_path
+
+__all__ = ["TYPICAL_INPUTS", "benchmark_inference"]
+
+# a typical input of each bundle: (shape, spacing in mm) as the scanner writes it
+TYPICAL_INPUTS = {
+    "heart_seg_ct": ((512, 512, 160), (0.7, 0.7, 1.5)),  # a contrast chest CT block around the heart
+    "heart_seg_mri": ((256, 256, 12), (1.37, 1.37, 10.0)),  # a short-axis cine stack, one phase
+    "brain_hippocampus": ((35, 50, 35), (1.0, 1.0, 1.0)),  # an MSD Task04 crop
+}
+
+_MEASURE = """
+import json, resource, time
+import torch
+from ignite.engine import Events
+from monai.bundle import ConfigWorkflow
+from xlstm_monai.workflow import bundle_path
+torch.set_num_threads({threads})
+folder = bundle_path({bundle!r})
+workflow = ConfigWorkflow(config_file=str(folder / "configs" / "inference.yaml"),
+                          meta_file=str(folder / "configs" / "metadata.json"),
+                          logging_file=str(folder / "configs" / "logging.conf"), workflow_type="inference",
+                          **{overrides!r})
+workflow.initialize()
+evaluator = workflow.parser.get_parsed_content("evaluator")
+stamps = []  # the start, then the end of each volume: read, preprocess, infer, invert, save
+evaluator.add_event_handler(Events.STARTED, lambda e: stamps.append(time.perf_counter()))
+evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda e: stamps.append(time.perf_counter()))
+workflow.run()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+seconds = [b - a for a, b in zip(stamps, stamps[1:])]
+print("RESULT " + json.dumps({{"seconds": seconds, "peak_gib": peak}}))
+"""
+
+
+def _write_input(folder: Path, bundle: str, volumes: int) -> None:
+    shape, spacing = TYPICAL_INPUTS[bundle]
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 1, shape).astype(np.float32)
+    affine = np.diag([*spacing, 1.0])
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(volumes):
+        nib.save(nib.Nifti1Image(base * 100 + 40, affine), folder / f"case{i}.nii.gz")
+
+
+def _run(bundle: str, root: Path, backend: str, threads: int, volumes: int) -> dict:
+    overrides = {
+        "bundle_root": str(root),
+        "dataset_dir": str(root / "input"),
+        "input_pattern": "*.nii.gz",
+        "output_dir": str(root / f"out_{backend}"),
+        "num_workers": 0,
+    }
+    if backend == "onnxruntime":
+        overrides["onnx_path"] = str(root / "models" / "model.onnx")
+    script = _MEASURE.format(threads=threads, bundle=bundle, overrides=overrides)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not lines:
+        raise RuntimeError(f"{bundle} {backend} failed: {(done.stdout + done.stderr)[-2000:]}")
+    result = json.loads(lines[-1][len("RESULT ") :])
+    seconds = result["seconds"][1:] or result["seconds"]
+    return {
+        "bundle": bundle,
+        "backend": backend,
+        "seconds_per_volume": float(np.median(seconds)),
+        "peak_gib": result["peak_gib"],
+        "volumes": volumes,
+        "threads": threads,
+    }
+
+
+def _prepare(bundle: str, root: Path, volumes: int) -> None:
+    """Random weights of the default network, their ONNX export at the ROI, and the inputs."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    if (root / "models" / "model.onnx").is_file():
+        return
+    folder = bundle_path(bundle)
+    parser = ConfigParser()
+    parser.read_config(str(folder / "configs" / "inference.yaml"))
+    (root / "models").mkdir(parents=True, exist_ok=True)
+    torch.save(parser.get_parsed_content("network_def").state_dict(), root / "models" / "model.pt")
+    shape = [1, 1, *parser.get_parsed_content("roi_size")]
+    command = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "onnx_export",
+        "network_def",
+        "--filepath",
+        str(root / "models" / "model.onnx"),
+        "--ckpt_file",
+        str(root / "models" / "model.pt"),
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        "configs/inference.yaml",
+        "--input_shape",
+        str(shape),
+    ]
+    subprocess.run(command, cwd=folder, check=True, capture_output=True)
+    _write_input(root / "input", bundle, volumes)
+
+
+def benchmark_inference(
+    bundles: tuple[str, ...] = tuple(TYPICAL_INPUTS),
+    backends: tuple[str, ...] = ("pytorch", "onnxruntime"),
+    threads: int = 2,
+    volumes: int = 3,
+    work_dir: str | None = None,
+    output: str = "runs/bench_inference.json",
+) -> dict:
+    """
+    Args:
+        bundles: segmentation bundles to measure.
+        backends: "pytorch" (the bundle's network) and/or "onnxruntime" (its onnx_export).
+        threads: CPU threads of each run.
+        volumes: inputs segmented per run (the first is a warm-up).
+    """
+    work = Path(work_dir or tempfile.mkdtemp(prefix="bench_inference_"))
+    path = Path(output)
+    report = json.loads(path.read_text()) if path.is_file() else {"runs": []}
+    done = {(r["bundle"], r["backend"]) for r in report["runs"]}
+    started = time.time()
+    for bundle in bundles:
+        root = work / bundle
+        _prepare(bundle, root, volumes)
+        for backend in backends:
+            if (bundle, backend) in done:
+                continue
+            result = _run(bundle, root, backend, threads, volumes)
+            result["input"] = {"shape": TYPICAL_INPUTS[bundle][0], "spacing_mm": TYPICAL_INPUTS[bundle][1]}
+            report["runs"].append(result)
+            print(
+                f"  {bundle} {backend}: {result['seconds_per_volume']:.1f} s/volume, {result['peak_gib']:.2f} GiB",
+                flush=True,
+            )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(report, indent=2))
+    report["command"] = f"xlstm-monai bench inference --threads {threads} --volumes {volumes}"
+    report["minutes"] = (time.time() - started) / 60
+    path.write_text(json.dumps(report, indent=2))
+    print(format_table(report))
+    return report
+
+
+def format_table(report: dict) -> str:
+    lines = [
+        "| bundle | input (voxels at mm) | backend | s / volume | peak GiB | time / PyTorch |",
+        "|---|---|---|---|---|---|",
+    ]
+    by = {(r["bundle"], r["backend"]): r for r in report["runs"]}
+    for (bundle, backend), r in by.items():
+        torch_run = by.get((bundle, "pytorch"))
+        ratio = f"{r['seconds_per_volume'] / torch_run['seconds_per_volume']:.2f}x" if torch_run else "-"
+        shape, spacing = r["input"]["shape"], r["input"]["spacing_mm"]
+        size = f"{'x'.join(map(str, shape))} at {'x'.join(f'{s:g}' for s in spacing)}"
+        lines.append(
+            f"| {bundle} | {size} | {backend} | {r['seconds_per_volume']:.1f} | {r['peak_gib']:.2f} | {ratio} |"
+        )
+    return "\n".join(lines)
