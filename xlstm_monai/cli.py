@@ -62,6 +62,12 @@ class Bench:
             output,
         )
 
+    def gpu_check(self, out_dir: str | None = None, dry_run: bool = False) -> None:
+        """GPU tests, networks at 64^3-160^3 and 20 steps of every bundle, JSON under $OUT (ci/gpu_check)."""
+        from xlstm_monai.bench.gpu_check import gpu_check
+
+        raise SystemExit(1 if gpu_check(out_dir, dry_run) else 0)
+
     def sunnybrook(
         self,
         data_dir: str | None = None,

@@ -168,8 +168,8 @@ def benchmark_networks(
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     on_gpu = device.startswith("cuda")
-    train_sizes = list(train_sizes or ((64, 96, 128, 160) if on_gpu else (64,)))
-    infer_sizes = list(infer_sizes or ((64, 96, 128, 160) if on_gpu else (64, 96)))
+    train_sizes = list(train_sizes if train_sizes is not None else ((64, 96, 128, 160) if on_gpu else (64,)))
+    infer_sizes = list(infer_sizes if infer_sizes is not None else ((64, 96, 128, 160) if on_gpu else (64, 96)))
     batch_size = batch_size or (2 if on_gpu else 1)
     warmup = warmup if warmup is not None else (3 if on_gpu else 1)
     repeats = repeats if repeats is not None else (10 if on_gpu else 2)
