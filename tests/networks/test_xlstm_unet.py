@@ -79,3 +79,17 @@ def test_triton_network_matches_cpu_network():
             out_bf16 = net(x.cuda()).float().cpu()
     torch.testing.assert_close(out_fp32, ref, rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(out_bf16, ref, rtol=0.1, atol=0.1)
+
+
+def test_the_ablation_without_mlstm_blocks_keeps_everything_else():
+    """token_mixer='none': the same conv path, token skips and decoder; only the mLSTM parameters are gone."""
+    torch.manual_seed(0)
+    full = XLSTMUNet(1, 3, img_size=32, feature_size=4, **TINY)
+    ablated = XLSTMUNet(1, 3, img_size=32, feature_size=4, token_mixer="none", **TINY)
+    kept = {k for k in full.state_dict() if not k.startswith("encoder.blocks.")}
+    assert set(ablated.state_dict()) == kept
+    x = torch.randn(1, 1, 32, 32, 32)
+    tokens = ablated.encoder(x)
+    embedded, _ = ablated.encoder.embed(x)
+    torch.testing.assert_close(tokens.hidden_states[0].flatten(2).transpose(1, 2), embedded)  # blocks pass through
+    assert ablated(x).shape == full(x).shape == (1, 3, 32, 32, 32)

@@ -25,7 +25,7 @@ from torch import nn
 
 from .blocks import MLSTMScanBlock, scan_order
 
-__all__ = ["XLSTMEncoder", "XLSTMEncoderOutput", "filter_xlstm_ssl"]
+__all__ = ["PassThroughBlock", "XLSTMEncoder", "XLSTMEncoderOutput", "filter_xlstm_ssl"]
 
 
 class XLSTMEncoderOutput(NamedTuple):
@@ -34,6 +34,13 @@ class XLSTMEncoderOutput(NamedTuple):
     cls_tokens: torch.Tensor  # (B, T, C), normalised; T = num_cls_tokens (may be 0)
     tokens: torch.Tensor  # (B, N, C), normalised final patch tokens, N = prod(grid), grid (H, W, D), D fastest
     hidden_states: list[torch.Tensor]  # [(B, C, *grid)] after the blocks named by out_indices
+
+
+class PassThroughBlock(nn.Module):
+    """A block that leaves the tokens as they are: the encoder of the ablation without mLSTM blocks."""
+
+    def forward(self, grid: torch.Tensor, cls_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return grid, cls_tokens
 
 
 class XLSTMEncoder(nn.Module):
@@ -59,6 +66,7 @@ class XLSTMEncoder(nn.Module):
         kernel_dtype: str = "bfloat16",
         chunk_size: int = 64,
         use_checkpoint: bool = False,
+        token_mixer: str = "mlstm",
         spatial_dims: int = 3,
     ) -> None:
         """
@@ -83,6 +91,8 @@ class XLSTMEncoder(nn.Module):
             kernel_dtype: compute dtype of the mLSTM kernel under autocast. Defaults to "bfloat16".
             chunk_size: chunk length of the chunkwise kernels; sequences are padded to its multiple. Defaults to 64.
             use_checkpoint: use gradient checkpointing per block to save memory. Defaults to False.
+            token_mixer: "mlstm", or "none" for the ablation that keeps everything but the mLSTM blocks (each
+                block passes its tokens through unchanged), to measure what the blocks add. Defaults to "mlstm".
             spatial_dims: number of spatial dims. Defaults to 3.
 
         Examples::
@@ -107,6 +117,8 @@ class XLSTMEncoder(nn.Module):
             raise ValueError(f"embed_dim ({embed_dim}) should be divisible by 2 * num_heads ({2 * num_heads}).")
         if embed_dim % (2 * spatial_dims):
             raise ValueError(f"embed_dim ({embed_dim}) should be divisible by {2 * spatial_dims} (sin-cos init).")
+        if token_mixer not in ("mlstm", "none"):
+            raise ValueError(f"token_mixer should be 'mlstm' or 'none', got {token_mixer!r}.")
         if num_cls_tokens < 0:
             raise ValueError(f"num_cls_tokens should be >= 0, got {num_cls_tokens}.")
         self.in_channels = in_channels
@@ -134,6 +146,9 @@ class XLSTMEncoder(nn.Module):
         drop_rates = torch.linspace(0, dropout_path_rate, depth).tolist()
         self.blocks = nn.ModuleList()
         for idx in range(depth):
+            if token_mixer == "none":
+                self.blocks.append(PassThroughBlock())
+                continue
             fast_axis, direction = scan_order(idx, spatial_dims)
             self.blocks.append(
                 MLSTMScanBlock(

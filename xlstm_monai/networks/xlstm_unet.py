@@ -145,6 +145,7 @@ class XLSTMUNet(nn.Module):
         use_checkpoint: bool = False,
         num_cls_tokens: int = 0,
         mask_token: bool = False,
+        token_mixer: str = "mlstm",
         spatial_dims: int = 3,
     ) -> None:
         """
@@ -173,6 +174,8 @@ class XLSTMUNet(nn.Module):
             use_checkpoint: gradient checkpointing in the encoder. Defaults to False.
             num_cls_tokens: class tokens of the encoder; only self-supervised pretraining uses them. Defaults to 0.
             mask_token: a mask token in the encoder, for masked pretraining. Defaults to False.
+            token_mixer: "mlstm", or "none" for the ablation without mLSTM blocks (see :class:`XLSTMEncoder`).
+                Defaults to "mlstm".
             spatial_dims: number of spatial dims. Defaults to 3.
 
         Examples::
@@ -217,6 +220,7 @@ class XLSTMUNet(nn.Module):
             kernel_dtype=kernel_dtype,
             chunk_size=chunk_size,
             use_checkpoint=use_checkpoint,
+            token_mixer=token_mixer,
             spatial_dims=spatial_dims,
         )
         self.decoder = XLSTMUNetDecoder(
