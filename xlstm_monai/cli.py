@@ -123,22 +123,29 @@ class Bench:
     def hippocampus(
         self,
         data_dir: str | None = None,
-        folds: list[int] | None = None,
-        epochs: int | None = None,
-        small: bool = False,
-        learning_rate: float | None = None,
-        output: str = "runs/bench_hippocampus.json",
+        folds=None,
+        networks=None,
+        scale: str = "cpu",
+        iterations: int | None = None,
+        learning_rates=None,
+        work_dir: str = "runs/hippocampus_field",
+        output: str = "runs/hippocampus_field.json",
     ) -> None:
-        """k-fold Dice of brain_hippocampus on MSD Task04 beside MONAI's UNet trained the same way."""
+        """XLSTMUNet, its ablation without mLSTM blocks, UNet and SegResNet, k-fold on MSD Task04, all else equal."""
         from xlstm_monai.bench.hippocampus import benchmark_hippocampus
 
+        options = {
+            "folds": tuple(_ints(folds)) if folds else None,
+            "networks": tuple(_strs(networks)) if networks else None,
+            "learning_rates": tuple(_floats(learning_rates)) if learning_rates else None,
+        }
         benchmark_hippocampus(
             data_dir=data_dir,
-            folds=tuple(_ints(folds) or (0, 1, 2, 3, 4)),
-            epochs=epochs,
-            small=small,
-            learning_rate=learning_rate,
+            scale=scale,
+            iterations=iterations,
+            work_dir=work_dir,
             output=output,
+            **{k: v for k, v in options.items() if v is not None},
         )
 
 

@@ -1,28 +1,32 @@
 """
-Hippocampus accuracy, the claim users check first: k-fold cross-validation of brain_hippocampus on an MSD
-Task04 folder, with MONAI's UNet trained the same way in the same run as the reference.
+The field on real hippocampus: XLSTMUNet beside its ablation without mLSTM blocks and MONAI's UNet and SegResNet
+(UNETR on request), k-fold on an MSD Task04 folder, everything else equal.
 
-Every fold trains through the bundle's own train.yaml and is scored by its evaluate.yaml (Dice per structure on
-the original grids), so the figures are those of the shipped pipeline. Writes JSON and prints the table. The
-reference figure from the literature is nnU-Net's Decathlon result, about 0.90 anterior / 0.89 posterior.
+Every network trains through brain_hippocampus's own train.yaml (only ``network_def`` differs) for the same number of
+steps with the same schedule, and is scored by its evaluate.yaml (Dice and HD95 per structure, on the original
+grids, final weights). Each network's learning rate is chosen the same way: the best of one grid on a tuning fold
+that is not reported. Every (network, fold) unit is cached, so a run resumes across sessions. Writes JSON and prints
+mean +- sd per network, paired differences to XLSTMUNet and wall time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from xlstm_monai.bench.datasets import shared_dataset
+from xlstm_monai.bench.hippocampus_runs import train_and_evaluate
 from xlstm_monai.data import build_datalist
 from xlstm_monai.presets import SMALL, overrides
-from xlstm_monai.workflow import read_structure_metrics, run_workflow
 
-__all__ = ["benchmark_hippocampus"]
+__all__ = ["NETWORKS", "benchmark_hippocampus", "format_report"]
 
+REFERENCE = "XLSTMUNet"
 UNET = {
     "_target_": "UNet",
     "spatial_dims": 3,
@@ -32,73 +36,141 @@ UNET = {
     "strides": [2, 2, 2, 2],
     "num_res_units": 2,
 }
-SMALL_XLSTM = overrides(SMALL, feature_size=16)
+SEGRESNET = {"_target_": "SegResNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 3, "init_filters": 16}
+UNETR = {
+    "_target_": "UNETR",
+    "spatial_dims": 3,
+    "in_channels": 1,
+    "out_channels": 3,
+    "img_size": [48, 64, 48],
+    "feature_size": 16,
+    "hidden_size": 768,
+}
+
+
+def _networks(scale: str) -> dict[str, dict]:
+    """Overrides of each network: the CPU recipe's small XLSTMUNet, or the bundle's default network on a GPU."""
+    xlstm = overrides(SMALL, feature_size=16) if scale == "cpu" else {}
+    return {
+        "XLSTMUNet": xlstm,
+        "XLSTMUNet-noblocks": {**xlstm, "network_def#token_mixer": "none"},
+        "UNet": {"network_def": UNET},
+        "SegResNet": {"network_def": SEGRESNET},
+        "UNETR": {"network_def": UNETR},
+    }
+
+
+NETWORKS = tuple(_networks("cpu"))
+SCALES = {
+    "cpu": {"iterations": 600, "batch_size": 2, "learning_rates": (1.0e-3, 3.0e-3), "tune_iterations": 300},
+    "full": {"iterations": 8000, "batch_size": 4, "learning_rates": (1.0e-4, 3.0e-4, 1.0e-3), "tune_iterations": 2000},
+}
 
 
 def benchmark_hippocampus(
     data_dir: str | None = None,
-    folds: tuple[int, ...] = (0, 1, 2, 3, 4),
-    epochs: int | None = None,
-    small: bool = False,
-    learning_rate: float | None = None,
-    output: str = "runs/bench_hippocampus.json",
-    work_dir: str | None = None,
+    folds: tuple[int, ...] = (0, 1, 2),
+    networks: tuple[str, ...] = ("XLSTMUNet", "XLSTMUNet-noblocks", "UNet", "SegResNet"),
+    scale: str = "cpu",
+    iterations: int | None = None,
+    learning_rates: tuple[float, ...] | None = None,
+    tune_fold: int = 4,
+    work_dir: str = "runs/hippocampus_field",
+    output: str = "runs/hippocampus_field.json",
 ) -> dict:
     """
     Args:
         data_dir: MSD Task04 folder; default $XLSTM_MONAI_DATA/msd_hippocampus or ../shared/data beside the checkout.
-        folds: which of the 5 folds to run (a CPU run does one).
-        epochs: training epochs; default the bundle's.
-        small: a small XLSTMUNet (embed 96, 4 blocks) instead of the default network, for CPU runs.
-        learning_rate: default the bundle's (both networks get the same).
+        folds: reported validation folds of the 5.
+        networks: from :data:`NETWORKS`; XLSTMUNet is the reference of the paired differences.
+        scale: "cpu" (the small XLSTMUNet, 600 steps of batch 2) or "full" (the bundle's default network, a GPU).
+        iterations: optimiser steps of every run; default the scale's.
+        learning_rates: the grid each network's learning rate is chosen from on ``tune_fold`` (with the scale's
+            ``tune_iterations``).
     """
+    if tune_fold in folds:
+        raise ValueError(f"the tuning fold {tune_fold} must not be a reported fold {tuple(folds)}")
+    settings = {**SCALES[scale], **({"iterations": int(iterations)} if iterations else {})}
+    grid = tuple(float(lr) for lr in (learning_rates or settings["learning_rates"]))
+    chosen_networks = {name: _networks(scale)[name] for name in networks}
     source = shared_dataset("msd_hippocampus", data_dir)
     if not (source / "dataset.json").is_file():
         raise FileNotFoundError(f"no MSD dataset.json in {source}")
-    work = Path(work_dir or tempfile.mkdtemp(prefix="hippocampus_"))
-    datalist = work / "datalist.json"
-    build_datalist(str(source), str(datalist), num_folds=5, seed=0)
-    common = {"dataset_dir": str(source), "datalist": str(datalist), "resume": False}
-    if epochs is not None:
-        common["epochs"] = epochs
-    if learning_rate is not None:
-        common["learning_rate"] = learning_rate
-    rows = []
-    for fold in folds:
-        for name, network in (("XLSTMUNet", SMALL_XLSTM if small else {}), ("UNet", {"network_def": UNET})):
-            root = work / f"{name}_fold{fold}"
-            start = time.time()
-            overrides = {**common, **network, "bundle_root": str(root), "fold": fold}
-            run_workflow("brain_hippocampus", ["train.yaml"], "train", **overrides)
-            run_workflow("brain_hippocampus", ["train.yaml", "evaluate.yaml"], "train", **overrides)
-            metrics = read_structure_metrics(root / "eval")
-            rows.append(
-                {
-                    "network": name,
-                    "fold": fold,
-                    "anterior": metrics["anterior"]["val_mean_dice"],
-                    "posterior": metrics["posterior"]["val_mean_dice"],
-                    "anterior_hd95_mm": metrics["anterior"]["val_hd95"],
-                    "posterior_hd95_mm": metrics["posterior"]["val_hd95"],
-                    "minutes": (time.time() - start) / 60,
-                }
-            )
-            print(
-                f"  fold {fold} {name:9s}: anterior {rows[-1]['anterior']:.3f} posterior {rows[-1]['posterior']:.3f}",
-                flush=True,
-            )
-    summary = {}
-    for name in ("XLSTMUNet", "UNet"):
-        mine = [r for r in rows if r["network"] == name]
-        summary[name] = {k: float(np.mean([r[k] for r in mine])) for k in ("anterior", "posterior")}
-        summary[name]["mean"] = (summary[name]["anterior"] + summary[name]["posterior"]) / 2
-    report = {"folds": list(folds), "epochs": epochs, "small": small, "runs": rows, "summary": summary}
+    work = Path(work_dir)
+    started = time.time()
+
+    def unit(name: str, fold: int, steps: int, lr: float) -> dict:
+        datalist = work / "datalists" / f"fold{fold}.json"
+        if not datalist.is_file():
+            build_datalist(str(source), str(datalist), num_folds=5, fold=fold, seed=0, base_dir=str(source))
+        key = hashlib.sha1(
+            json.dumps([chosen_networks[name], steps, settings["batch_size"]], sort_keys=True).encode()
+        ).hexdigest()[:8]
+        root = work / f"{name}_{key}" / f"fold{fold}_lr{lr:g}"
+        return train_and_evaluate(
+            root,
+            source,
+            datalist,
+            fold,
+            steps,
+            settings["batch_size"],
+            lr,
+            overrides=chosen_networks[name],
+            record={"network": name},
+        )
+
+    tuning, runs, chosen = [], [], {}
+    total = len(networks) * (len(grid) + len(folds))
+    with tqdm(total=total, desc="hippocampus field", unit="run") as progress:
+        for name in networks:
+            tried = [unit(name, tune_fold, settings["tune_iterations"], lr) for lr in grid]
+            progress.update(len(grid))
+            tuning += tried
+            chosen[name] = max(tried, key=lambda r: r["dice"])["learning_rate"]
+            for fold in folds:
+                runs.append(unit(name, fold, settings["iterations"], chosen[name]))
+                progress.set_postfix_str(f"{name} fold {fold}: Dice {runs[-1]['dice']:.3f}")
+                progress.update()
+    report = {
+        "command": f"xlstm-monai bench hippocampus --scale {scale} --folds {','.join(map(str, folds))} "
+        f"--networks {','.join(networks)} --iterations {settings['iterations']}",
+        "data": str(source),
+        "settings": {**settings, "learning_rate_grid": list(grid), "tune_fold": tune_fold, "networks": chosen_networks},
+        "learning_rate_choice": {"chosen": chosen, "runs": tuning},
+        "wall_minutes": (time.time() - started) / 60,
+        "runs": runs,
+    }
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_text(json.dumps(report, indent=2))
-    print("| network | fold | anterior Dice | posterior Dice | minutes |\n|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['network']} | {r['fold']} | {r['anterior']:.3f} | {r['posterior']:.3f} | {r['minutes']:.1f} |")
-    for name, s in summary.items():
-        print(f"| {name} | mean | {s['anterior']:.3f} | {s['posterior']:.3f} | (both: {s['mean']:.3f}) |")
+    print(format_report(report))
     print(f"written: {output}")
     return report
+
+
+def _mean_sd(values: list[float]) -> str:
+    return f"{np.mean(values):.3f} +- {np.std(values, ddof=1) if len(values) > 1 else 0.0:.3f}"
+
+
+def format_report(report: dict) -> str:
+    """Per network: Dice and HD95 mean +- sd over folds, the paired Dice difference to XLSTMUNet, minutes a run."""
+    runs = report["runs"]
+    names = list(dict.fromkeys(r["network"] for r in runs))
+    reference = {r["fold"]: r["dice"] for r in runs if r["network"] == REFERENCE}
+    lines = [
+        "| network | lr | Dice mean +- sd | HD95 mm | Dice - XLSTMUNet (points) | folds | minutes / run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        mine = [r for r in runs if r["network"] == name]
+        diffs = [100 * (r["dice"] - reference[r["fold"]]) for r in mine if r["fold"] in reference]
+        diff = (
+            f"{np.mean(diffs):+.1f} +- {np.std(diffs, ddof=1) if len(diffs) > 1 else 0:.1f}"
+            if name != REFERENCE
+            else ""
+        )
+        lines.append(
+            f"| {name} | {mine[0]['learning_rate']:g} | {_mean_sd([r['dice'] for r in mine])} | "
+            f"{_mean_sd([r['hd95'] for r in mine])} | {diff} | {len(mine)} | "
+            f"{np.mean([r['train_minutes'] for r in mine]):.1f} |"
+        )
+    return "\n".join(lines)

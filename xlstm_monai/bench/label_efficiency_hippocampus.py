@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import shutil
 import time
 from pathlib import Path
 
@@ -30,10 +28,11 @@ import numpy as np
 from tqdm import tqdm
 
 from xlstm_monai.bench.datasets import shared_dataset
+from xlstm_monai.bench.hippocampus_runs import train_and_evaluate
 from xlstm_monai.data import build_datalist
 from xlstm_monai.data.datalist import scan_images
 from xlstm_monai.presets import SMALL
-from xlstm_monai.workflow import read_structure_metrics, run_workflow
+from xlstm_monai.workflow import run_workflow
 
 __all__ = ["SCALES", "benchmark_label_efficiency_hippocampus", "format_report"]
 
@@ -127,7 +126,7 @@ class _Study:
         return export
 
     def finetune(self, fraction: float, arm: str, fold: int, seed: int, learning_rate: float) -> dict:
-        """One fine-tuning run and its evaluation, cached as result.json."""
+        """One fine-tuning run and its evaluation, cached."""
         key = _key(
             self.scale["network"],
             self.scale["batch_size"],
@@ -136,59 +135,20 @@ class _Study:
             self.extra_unlabeled,
         )
         root = self.work / f"finetune_{key}" / f"labels{fraction:g}_{arm}_fold{fold}_seed{seed}_lr{learning_rate:g}"
-        result_file = root / "result.json"
-        if result_file.is_file():
-            return json.loads(result_file.read_text())
-        if root.exists():  # an interrupted run: start it again from scratch
-            shutil.rmtree(root)
-        datalist = self.datalist(fraction, fold)
-        labeled = sum(1 for c in json.loads(datalist.read_text())["training"] if int(c["fold"]) != fold)
-        batches = math.ceil(labeled / self.scale["batch_size"])
-        epochs = math.ceil(self.iterations / batches)
-        common = {
-            "bundle_root": str(root),
-            "dataset_dir": str(self.source),
-            "datalist": str(datalist),
-            "fold": fold,
-            "resume": False,
-            "num_workers": 0,
-            "seed": seed,
-            "batch_size": self.scale["batch_size"],
-            **_prefixed("network_def", self.scale["network"]),
-        }
         pretrained = str(self.pretrained(fold)) if arm == "pretrained" else ""
-        began = time.time()
-        run_workflow(
-            "brain_hippocampus",
-            ["train.yaml"],
-            "train",
-            epochs=epochs,
-            val_interval=epochs,
-            learning_rate=learning_rate,
-            warmup_epochs=max(epochs // 10, 1),
-            pretrained_encoder=pretrained,
-            **common,
+        overrides = {**_prefixed("network_def", self.scale["network"]), "pretrained_encoder": pretrained}
+        return train_and_evaluate(
+            root,
+            self.source,
+            self.datalist(fraction, fold),
+            fold,
+            self.iterations,
+            self.scale["batch_size"],
+            learning_rate,
+            seed,
+            overrides,
+            record={"label_fraction": fraction, "arm": arm},
         )
-        minutes = (time.time() - began) / 60
-        run_workflow("brain_hippocampus", ["train.yaml", "evaluate.yaml"], "train", **common)
-        metrics = read_structure_metrics(root / "eval")
-        result = {
-            "label_fraction": fraction,
-            "arm": arm,
-            "fold": fold,
-            "seed": seed,
-            "learning_rate": learning_rate,
-            "labeled_cases": labeled,
-            "iterations": epochs * batches,
-            "train_minutes": minutes,
-            "dice": float(np.mean([m["val_mean_dice"] for m in metrics.values()])),
-            "hd95_mm": float(np.mean([m["val_hd95"] for m in metrics.values()])),
-            "per_structure_dice": {k: m["val_mean_dice"] for k, m in metrics.items()},
-        }
-        result_file.write_text(json.dumps(result, indent=2))
-        for heavy in ("models", "eval"):  # keep the figures, not the weights and predictions of every run
-            shutil.rmtree(root / heavy, ignore_errors=True)
-        return result
 
 
 def benchmark_label_efficiency_hippocampus(

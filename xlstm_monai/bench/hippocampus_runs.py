@@ -1,0 +1,89 @@
+"""
+One cached unit of the hippocampus benchmarks: train brain_hippocampus through its own train.yaml for a fixed
+number of optimiser steps, evaluate the final weights with its evaluate.yaml on the fold's validation cases, and keep
+the figures (not the weights) in ``result.json``. A finished unit is read back; an interrupted one starts again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from xlstm_monai.workflow import read_structure_metrics, run_workflow
+
+__all__ = ["train_and_evaluate"]
+
+
+def train_and_evaluate(
+    root: Path,
+    source: Path,
+    datalist: Path,
+    fold: int,
+    iterations: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int = 0,
+    overrides: dict | None = None,
+    record: dict | None = None,
+) -> dict:
+    """
+    Train for ``iterations`` steps (whole epochs over the fold's labeled training cases, rounded up), with warm-up
+    over the first tenth, validate only at the end (no checkpoint is picked on the validation fold), evaluate, and
+    return ``record`` plus the figures: mean Dice and HD95 over the structures, per-structure Dice, labeled cases,
+    steps taken and minutes of training.
+    """
+    result_file = root / "result.json"
+    if result_file.is_file():
+        return json.loads(result_file.read_text())
+    if root.exists():  # an interrupted run: start it again from scratch
+        shutil.rmtree(root)
+    labeled = sum(1 for c in json.loads(Path(datalist).read_text())["training"] if int(c["fold"]) != fold)
+    batches = math.ceil(labeled / batch_size)
+    epochs = math.ceil(iterations / batches)
+    common = {
+        "bundle_root": str(root),
+        "dataset_dir": str(source),
+        "datalist": str(datalist),
+        "fold": fold,
+        "resume": False,
+        "num_workers": 0,
+        "seed": seed,
+        "batch_size": batch_size,
+        **(overrides or {}),
+    }
+    began = time.time()
+    run_workflow(
+        "brain_hippocampus",
+        ["train.yaml"],
+        "train",
+        epochs=epochs,
+        val_interval=epochs,
+        learning_rate=learning_rate,
+        warmup_epochs=max(epochs // 10, 1),
+        **common,
+    )
+    minutes = (time.time() - began) / 60
+    run_workflow("brain_hippocampus", ["train.yaml", "evaluate.yaml"], "train", **common)
+    metrics = read_structure_metrics(root / "eval")
+    result = {
+        **(record or {}),
+        "fold": fold,
+        "seed": seed,
+        "learning_rate": learning_rate,
+        "labeled_cases": labeled,
+        "iterations": epochs * batches,
+        "train_minutes": minutes,
+        "dice": float(np.mean([m["val_mean_dice"] for m in metrics.values()])),
+        "hd95": float(np.mean([m["val_hd95"] for m in metrics.values()])),
+        "per_structure_dice": {k: m["val_mean_dice"] for k, m in metrics.items()},
+        "per_structure_hd95": {k: m["val_hd95"] for k, m in metrics.items()},
+    }
+    result_file.write_text(json.dumps(result, indent=2))
+    for heavy in ("models", "eval"):  # the figures stay, the weights and predictions of every run do not
+        shutil.rmtree(root / heavy, ignore_errors=True)
+    return result
