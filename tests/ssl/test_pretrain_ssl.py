@@ -36,7 +36,7 @@ FAST = {
 }
 
 
-def _train(root, epochs, record=None, **overrides):
+def _train(root, epochs, record=None, starts=None, **overrides):
     from monai.bundle import ConfigWorkflow
 
     from tests.bundles.helpers import config_path
@@ -52,30 +52,38 @@ def _train(root, epochs, record=None, **overrides):
     )
     workflow.initialize()
     assert not workflow.check_properties()
+    trainer = workflow.parser.get_parsed_content("train#trainer")
     if record is not None:
-        trainer = workflow.parser.get_parsed_content("train#trainer")
         trainer.add_event_handler(
             Events.ITERATION_COMPLETED, lambda e: record.append({k: float(v) for k, v in e.state.output.items()})
         )
+    if starts is not None:
+        trainer.add_event_handler(Events.STARTED, lambda e: starts.append((e.state.epoch, e.state.iteration)))
     workflow.run()
     workflow.finalize()
     return workflow
 
 
+SCHEDULE = {"teacher_temp": [0.04, 0.04], "momentum": [0.99, 0.99]}
+
+
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
-    """A short pretraining on 6 CT + 6 MRI phantoms with the teacher temperature held fixed, then the export."""
+    """A short pretraining on 6 CT + 6 MRI phantoms with the teacher temperature held fixed: 4 epochs, then the same
+    run resumed from its last.pt up to 7 epochs, then the export."""
     root = tmp_path_factory.mktemp("pretrain_ssl")
     history: list[dict] = []
-    _train(root, epochs=7, record=history, teacher_temp=[0.04, 0.04], momentum=[0.99, 0.99])
+    starts: list[tuple[int, int]] = []
+    _train(root, epochs=4, record=history, starts=starts, **SCHEDULE)
+    _train(root, epochs=7, record=history, starts=starts, **SCHEDULE)
     run_workflow("pretrain_ssl", ["train.yaml", "export.yaml"], "train", bundle_root=str(root), **FAST)
-    return root, history
+    return root, history, starts
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("term", ["loss_global", "loss_local", "loss_recon"])
 def test_each_loss_is_finite_and_falls(pretrained, term):
-    _, history = pretrained
+    _, history, _ = pretrained
     values = np.array([h[term] for h in history])
     assert len(values) >= 40 and np.isfinite(values).all()
     assert values[-8:].mean() < values[:8].mean(), f"{term}: {values[:8].mean():.4f} -> {values[-8:].mean():.4f}"
@@ -83,7 +91,7 @@ def test_each_loss_is_finite_and_falls(pretrained, term):
 
 @pytest.mark.slow
 def test_export_loads_into_unet_and_classifier_with_zero_missing_keys(pretrained):
-    root, _ = pretrained
+    root, _, _ = pretrained
     export = root / "models" / "encoder.pt"
     assert (root / "models" / "encoder.json").is_file()
     small = dict(TINY)
@@ -97,10 +105,23 @@ def test_export_loads_into_unet_and_classifier_with_zero_missing_keys(pretrained
 
 @pytest.mark.slow
 def test_training_resumes_from_last_checkpoint(pretrained):
-    root, _ = pretrained
+    """The second run continues the first: it starts at epoch 4 and its step count, and ends at 7 epochs."""
+    root, history, starts = pretrained
     state = torch.load(root / "models" / "last.pt", weights_only=False)
-    assert state["trainer"]["iteration"] == 7 * state["trainer"]["epoch_length"]  # all 7 epochs
+    steps = state["trainer"]["epoch_length"]
+    assert starts == [(0, 0), (4, 4 * steps)]
+    assert state["trainer"]["iteration"] == 7 * steps == len(history)
     assert torch.count_nonzero(state["loss"]["center"]) > 0  # the teacher centre is part of the saved state
+
+
+@pytest.mark.slow
+def test_the_teacher_stays_informative(pretrained):
+    """Losses also fall under collapse: the teacher's outputs must stay far from uniform and its class embeddings
+    must differ between volumes, in every epoch."""
+    _, history, _ = pretrained
+    per_epoch = np.array([[h["teacher_entropy"], h["embedding_spread"]] for h in history]).reshape(7, -1, 2).mean(1)
+    assert (per_epoch[:, 0] < 0.95).all(), per_epoch[:, 0]  # 1.0: uniform outputs (the centring won)
+    assert (per_epoch[:, 1] > 5e-3).all(), per_epoch[:, 1]  # 0.0: every volume the same embedding
 
 
 def _tiny_model():
