@@ -44,7 +44,7 @@ SCALES = {
         "batch_size": 2,
         "iterations": 300,
         "pretrain": {"epochs": 8, "batch_size": 2, "learning_rate": 1.0e-3, "warmup_epochs": 1},
-        "learning_rates": (1.0e-3, 3.0e-3),
+        "learning_rates": (1.0e-3, 3.0e-3, 1.0e-2),
     },
     # GPU: the bundles' default networks and longer schedules
     "full": {
