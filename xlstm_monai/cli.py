@@ -62,6 +62,19 @@ class Bench:
             output,
         )
 
+    def data_check(
+        self,
+        volumes: int = 500,
+        size: int = 128,
+        workers: int | None = None,
+        work_dir: str = "runs/bench_data_check",
+        output: str = "runs/bench_data_check.json",
+    ) -> None:
+        """The data check on generated pairs: serial vs the process pool (cold cache) vs a re-check (warm cache)."""
+        from xlstm_monai.bench.data_check import benchmark_data_check
+
+        benchmark_data_check(volumes, size, workers, work_dir, output)
+
     def gpu_check(self, out_dir: str | None = None, dry_run: bool = False) -> None:
         """GPU tests, networks at 64^3-160^3 and 20 steps of every bundle, JSON under $OUT (ci/gpu_check)."""
         from xlstm_monai.bench.gpu_check import gpu_check
