@@ -8,7 +8,8 @@ gives, from a datalist file in any of the forms users have:
 * the project's fold datalists (``xlstm-monai datalist``): ``training`` entries carrying ``fold``.
 
 Without a validation section, folds are used when present; otherwise every case gets a fold from a hash of its
-path (seed 0, the datalist builder's rule), so the split is reproducible on any machine. ``fold`` selects.
+path (seed 0, the datalist builder's rule), so the split is reproducible on any machine. ``fold`` selects. Entries
+are read with MONAI's ``load_decathlon_datalist``; its ``datafold_read`` takes fold datalists only.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ class ClassProbabilityWriter:
     """
     Write ``output_dir/filename``: one row per image with its path, the probability of every class (columns
     named by ``class_names``) and the predicted class. Rows are flushed as they come, so a long run that stops
-    keeps what it had predicted.
+    keeps what it had predicted (MONAI's ``ClassificationSaver`` writes once, at the end, without class names).
 
     Args:
         output_dir: folder of the CSV.
