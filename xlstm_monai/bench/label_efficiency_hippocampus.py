@@ -125,17 +125,31 @@ class _Study:
         run_workflow("pretrain_ssl", ["train.yaml", "brain_mri.yaml", "export.yaml"], "train", **overrides)
         return export
 
+    def encoder_only(self, fold: int) -> Path:
+        """The same export without its decoder: what fine-tuning gains from pretraining the encoder alone."""
+        import torch
+
+        export = self.pretrained(fold)
+        path = export.with_name("encoder_only.pt")
+        if not path.is_file():
+            saved = torch.load(export, map_location="cpu", weights_only=True)
+            saved["state_dict"] = {k: v for k, v in saved["state_dict"].items() if not k.startswith("decoder.")}
+            saved["hyper_parameters"].pop("decoder", None)
+            torch.save(saved, path)
+        return path
+
     def finetune(self, fraction: float, arm: str, fold: int, seed: int, learning_rate: float) -> dict:
         """One fine-tuning run and its evaluation, cached."""
         key = _key(
             self.scale["network"],
             self.scale["batch_size"],
             self.iterations,
-            self.pretrain_settings if arm == "pretrained" else None,
+            self.pretrain_settings if arm != "random" else None,
             self.extra_unlabeled,
         )
         root = self.work / f"finetune_{key}" / f"labels{fraction:g}_{arm}_fold{fold}_seed{seed}_lr{learning_rate:g}"
-        pretrained = str(self.pretrained(fold)) if arm == "pretrained" else ""
+        starts = {"pretrained": self.pretrained, "encoder_only": self.encoder_only}
+        pretrained = str(starts[arm](fold)) if arm in starts else ""
         overrides = {**_prefixed("network_def", self.scale["network"]), "pretrained_encoder": pretrained}
         return train_and_evaluate(
             root,
@@ -195,19 +209,22 @@ def benchmark_label_efficiency_hippocampus(
     grid = tuple(float(lr) for lr in (learning_rates or settings["learning_rates"]))
     started = time.time()
 
-    units = [(tune_fraction, arm, tune_fold, 0, lr) for arm in ARMS for lr in grid]
-    units += [(f, arm, fold, seed, None) for f in fractions for fold in folds for seed in seeds for arm in ARMS]
-    tuning, runs, chosen = [], [], {}
-    with tqdm(total=len(units), desc="label efficiency", unit="run") as progress:
-        for fraction, arm, fold, seed, lr in units:
-            if lr is None:  # a reported run: the arm's learning rate from the tuning fold
-                if arm not in chosen:
-                    chosen[arm] = max((t for t in tuning if t["arm"] == arm), key=lambda t: t["dice"])["learning_rate"]
-                lr = chosen[arm]
+    main = [(f, arm, fold, seed) for f in fractions for fold in folds for seed in seeds for arm in ARMS]
+    with tqdm(total=len(ARMS) * len(grid) + 1 + len(main), desc="label efficiency", unit="run") as progress:
+
+        def run(fraction: float, arm: str, fold: int, seed: int, lr: float) -> dict:
             result = study.finetune(fraction, arm, fold, seed, lr)
-            (tuning if fold == tune_fold else runs).append(result)
             progress.set_postfix_str(f"{fraction:.0%} {arm} fold {fold} seed {seed}: Dice {result['dice']:.3f}")
             progress.update()
+            return result
+
+        tuning = [run(tune_fraction, arm, tune_fold, 0, lr) for arm in ARMS for lr in grid]
+        chosen = {
+            arm: max((t for t in tuning if t["arm"] == arm), key=lambda t: t["dice"])["learning_rate"] for arm in ARMS
+        }
+        # a lever, on the tuning fold: the pretrained encoder alone, the decoder from random initialisation
+        levers = [run(tune_fraction, "encoder_only", tune_fold, 0, chosen["pretrained"])]
+        runs = [run(f, arm, fold, seed, chosen[arm]) for f, arm, fold, seed in main]
 
     report = {
         "task": "hippocampus",
@@ -235,6 +252,7 @@ def benchmark_label_efficiency_hippocampus(
             "chosen": chosen,
             "runs": tuning,
         },
+        "levers": levers,
         "wall_minutes": (time.time() - started) / 60,
         "runs": runs,
     }
@@ -292,5 +310,14 @@ def format_report(report: dict) -> str:
             f"{arm['random'].std(ddof=1) if len(arm['random']) > 1 else 0:.3f} | {arm['pretrained'].mean():.3f} +- "
             f"{arm['pretrained'].std(ddof=1) if len(arm['pretrained']) > 1 else 0:.3f} | {values.mean():+.1f} +- "
             f"{values.std(ddof=1) if len(values) > 1 else 0:.1f} | {sum(g > 0 for g in fold_gain)}/{len(folds)} |"
+        )
+    choice = report.get("learning_rate_choice", {})
+    for lever in report.get("levers", []):
+        same = [t for t in choice.get("runs", []) if t["learning_rate"] == lever["learning_rate"]]
+        by_arm = {t["arm"]: t["dice"] for t in same}
+        lines.append(
+            f"lever, fold {lever['fold']} at {lever['label_fraction']:.0%} labels, lr {lever['learning_rate']:g}: "
+            f"{lever['arm']} {lever['dice']:.3f} vs pretrained {by_arm.get('pretrained', float('nan')):.3f} "
+            f"vs random {by_arm.get('random', float('nan')):.3f}"
         )
     return "\n".join(lines)
