@@ -109,7 +109,7 @@ class Bench:
         if task == "hippocampus":
             from xlstm_monai.bench.label_efficiency_hippocampus import benchmark_label_efficiency_hippocampus
 
-            for name in ("fractions", "learning_rates"):
+            for name in ("fractions", "learning_rates", "pretrained_lr_scales"):
                 if name in options:
                     options[name] = tuple(_floats(options[name]))
             for name in ("folds", "seeds"):

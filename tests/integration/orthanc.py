@@ -46,8 +46,13 @@ class Orthanc:
             "AuthenticationEnabled": False,
             "DicomServerEnabled": False,
             "Plugins": [str(PLUGIN)],
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "StudiesMetadata": "Full",
-                         "SeriesMetadata": "Full"},
+            "DicomWeb": {
+                "Enable": True,
+                "Root": "/dicom-web/",
+                "EnableWado": True,
+                "StudiesMetadata": "Full",
+                "SeriesMetadata": "Full",
+            },
         }
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "orthanc.json").write_text(json.dumps(config, indent=2))
@@ -60,7 +65,8 @@ class Orthanc:
                 return self
             except OSError:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"Orthanc exited: {(self.folder / 'orthanc.log').read_text()[-2000:]}")
+                    log = (self.folder / "orthanc.log").read_text()[-2000:]
+                    raise RuntimeError(f"Orthanc exited: {log}") from None
                 time.sleep(0.5)
         raise TimeoutError("Orthanc did not answer")
 

@@ -3,7 +3,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xlstm_monai.networks import XLSTMClassifier, XLSTMEncoder, XLSTMUNet, load_pretrained_encoder
+from xlstm_monai.networks import (
+    XLSTMClassifier,
+    XLSTMEncoder,
+    XLSTMUNet,
+    fine_tuning_param_groups,
+    load_pretrained_encoder,
+)
 from xlstm_monai.presets import TINY
 
 
@@ -69,3 +75,14 @@ def test_missing_file_and_foreign_checkpoint(tmp_path):
         load_pretrained_encoder(net, tmp_path / "nope.pt")
     with pytest.raises(ValueError, match="no XLSTMEncoder weights"):
         load_pretrained_encoder(net, {"conv.weight": torch.zeros(1)})
+
+
+def test_discriminative_fine_tuning_slows_the_pretrained_body_only():
+    net = XLSTMUNet(1, 3, img_size=32, feature_size=4, **TINY)
+    assert list(fine_tuning_param_groups(net, 1e-2, 1.0)) == list(net.parameters())  # one group, as before
+    head, body = fine_tuning_param_groups(net, 1e-2, 0.1)
+    assert head["lr"] == 1e-2 and body["lr"] == pytest.approx(1e-3)
+    head_ids = {id(p) for p in net.decoder.out.parameters()}
+    assert {id(p) for p in head["params"]} == head_ids
+    assert len(head["params"]) + len(body["params"]) == len(list(net.parameters()))
+    assert not head_ids & {id(p) for p in body["params"]}

@@ -44,7 +44,8 @@ SCALES = {
         "batch_size": 2,
         "iterations": 300,
         "pretrain": {"epochs": 8, "batch_size": 2, "learning_rate": 1.0e-3, "warmup_epochs": 1},
-        "learning_rates": (1.0e-3, 3.0e-3, 1.0e-2),
+        "learning_rates": (1.0e-3, 3.0e-3, 1.0e-2, 3.0e-2),
+        "pretrained_lr_scales": (1.0, 0.1),
     },
     # GPU: the bundles' default networks and longer schedules
     "full": {
@@ -53,6 +54,7 @@ SCALES = {
         "iterations": 3000,
         "pretrain": {"epochs": 100, "batch_size": 4, "learning_rate": 5.0e-4, "warmup_epochs": 10},
         "learning_rates": (1.0e-4, 3.0e-4, 1.0e-3),
+        "pretrained_lr_scales": (1.0, 0.1),
     },
 }
 
@@ -138,8 +140,11 @@ class _Study:
             torch.save(saved, path)
         return path
 
-    def finetune(self, fraction: float, arm: str, fold: int, seed: int, learning_rate: float) -> dict:
-        """One fine-tuning run and its evaluation, cached."""
+    def finetune(
+        self, fraction: float, arm: str, fold: int, seed: int, learning_rate: float, lr_scale: float = 1.0
+    ) -> dict:
+        """One fine-tuning run and its evaluation, cached; ``lr_scale``: the pretrained weights' learning rate over
+        ``learning_rate`` (discriminative fine-tuning; 1 for random initialisation)."""
         key = _key(
             self.scale["network"],
             self.scale["batch_size"],
@@ -147,10 +152,16 @@ class _Study:
             self.pretrain_settings if arm != "random" else None,
             self.extra_unlabeled,
         )
-        root = self.work / f"finetune_{key}" / f"labels{fraction:g}_{arm}_fold{fold}_seed{seed}_lr{learning_rate:g}"
+        scaled = f"_scale{lr_scale:g}" if lr_scale != 1.0 else ""
+        name = f"labels{fraction:g}_{arm}_fold{fold}_seed{seed}_lr{learning_rate:g}{scaled}"
+        root = self.work / f"finetune_{key}" / name
         starts = {"pretrained": self.pretrained, "encoder_only": self.encoder_only}
         pretrained = str(starts[arm](fold)) if arm in starts else ""
-        overrides = {**_prefixed("network_def", self.scale["network"]), "pretrained_encoder": pretrained}
+        overrides = {
+            **_prefixed("network_def", self.scale["network"]),
+            "pretrained_encoder": pretrained,
+            "pretrained_lr_scale": lr_scale,
+        }
         return train_and_evaluate(
             root,
             self.source,
@@ -161,7 +172,7 @@ class _Study:
             learning_rate,
             seed,
             overrides,
-            record={"label_fraction": fraction, "arm": arm},
+            record={"label_fraction": fraction, "arm": arm, "pretrained_lr_scale": lr_scale},
         )
 
 
@@ -174,6 +185,7 @@ def benchmark_label_efficiency_hippocampus(
     iterations: int | None = None,
     pretrain_epochs: int | None = None,
     learning_rates: tuple[float, ...] | None = None,
+    pretrained_lr_scales: tuple[float, ...] | None = None,
     tune_fold: int = 4,
     tune_fraction: float = 0.1,
     extra_unlabeled: list[str] | None = None,
@@ -190,6 +202,7 @@ def benchmark_label_efficiency_hippocampus(
         iterations: optimiser steps of every fine-tuning run; default the scale's.
         pretrain_epochs: epochs of each pretraining; default the scale's.
         learning_rates: the grid each arm's learning rate is chosen from on ``tune_fold``.
+        pretrained_lr_scales: the grid of the pretrained weights' share of the learning rate (pretrained arm).
         tune_fold: the fold the learning rates are chosen on; it is never reported.
         tune_fraction: label share of the learning-rate choice.
         extra_unlabeled: further folders of unlabeled T1 MRI for pretraining (e.g. ../shared/data/ixi_t1/images).
@@ -210,21 +223,28 @@ def benchmark_label_efficiency_hippocampus(
     started = time.time()
 
     main = [(f, arm, fold, seed) for f in fractions for fold in folds for seed in seeds for arm in ARMS]
-    with tqdm(total=len(ARMS) * len(grid) + 1 + len(main), desc="label efficiency", unit="run") as progress:
+    scales = tuple(float(v) for v in (pretrained_lr_scales or settings["pretrained_lr_scales"]))
+    total = len(grid) * (1 + len(scales)) + 1 + len(main)
+    with tqdm(total=total, desc="label efficiency", unit="run") as progress:
 
-        def run(fraction: float, arm: str, fold: int, seed: int, lr: float) -> dict:
-            result = study.finetune(fraction, arm, fold, seed, lr)
+        def run(fraction: float, arm: str, fold: int, seed: int, lr: float, scale: float = 1.0) -> dict:
+            result = study.finetune(fraction, arm, fold, seed, lr, scale)
             progress.set_postfix_str(f"{fraction:.0%} {arm} fold {fold} seed {seed}: Dice {result['dice']:.3f}")
             progress.update()
             return result
 
-        tuning = [run(tune_fraction, arm, tune_fold, 0, lr) for arm in ARMS for lr in grid]
-        chosen = {
-            arm: max((t for t in tuning if t["arm"] == arm), key=lambda t: t["dice"])["learning_rate"] for arm in ARMS
-        }
+        # each arm's recipe is the best of its grid on the tuning fold: learning rates, and for the pretrained arm
+        # also the pretrained weights' share of it (discriminative fine-tuning, a pretraining lever)
+        tuning = [run(tune_fraction, "random", tune_fold, 0, lr) for lr in grid]
+        tuning += [run(tune_fraction, "pretrained", tune_fold, 0, lr, scale) for lr in grid for scale in scales]
+        chosen = {}
+        for arm in ARMS:
+            best = max((t for t in tuning if t["arm"] == arm), key=lambda t: t["dice"])
+            chosen[arm] = {"learning_rate": best["learning_rate"], "pretrained_lr_scale": best["pretrained_lr_scale"]}
         # a lever, on the tuning fold: the pretrained encoder alone, the decoder from random initialisation
-        levers = [run(tune_fraction, "encoder_only", tune_fold, 0, chosen["pretrained"])]
-        runs = [run(f, arm, fold, seed, chosen[arm]) for f, arm, fold, seed in main]
+        best = chosen["pretrained"]
+        levers = [run(tune_fraction, "encoder_only", tune_fold, 0, best["learning_rate"], best["pretrained_lr_scale"])]
+        runs = [run(f, arm, fold, seed, *chosen[arm].values()) for f, arm, fold, seed in main]
 
     report = {
         "task": "hippocampus",
@@ -237,6 +257,7 @@ def benchmark_label_efficiency_hippocampus(
                 iterations=study.iterations,
                 pretrain_epochs=pretrain["epochs"],
                 learning_rates=grid,
+                pretrained_lr_scales=scales,
                 tune_fold=tune_fold,
                 tune_fraction=tune_fraction,
                 extra_unlabeled=extra_unlabeled,
@@ -249,6 +270,7 @@ def benchmark_label_efficiency_hippocampus(
             "fold": tune_fold,
             "label_fraction": tune_fraction,
             "grid": list(grid),
+            "pretrained_lr_scales": list(scales),
             "chosen": chosen,
             "runs": tuning,
         },

@@ -12,7 +12,14 @@
 from __future__ import annotations
 
 from .onnx_network import OnnxNetwork
-from .pretrained import EncoderLoadReport, find_encoder, load_pretrained, load_pretrained_encoder, read_encoder_state
+from .pretrained import (
+    EncoderLoadReport,
+    find_encoder,
+    fine_tuning_param_groups,
+    load_pretrained,
+    load_pretrained_encoder,
+    read_encoder_state,
+)
 from .xlstm_classifier import POOLING_MODES, XLSTMClassifier, XlstmClassifier
 from .xlstm_encoder import XLSTMEncoder, XLSTMEncoderOutput, filter_xlstm_ssl
 from .xlstm_unet import XLSTMUNet, XlstmUNet, XLSTMUNetDecoder

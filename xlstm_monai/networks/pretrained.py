@@ -25,7 +25,14 @@ from torch import nn
 
 from .xlstm_encoder import XLSTMEncoder, filter_xlstm_ssl
 
-__all__ = ["EncoderLoadReport", "find_encoder", "load_pretrained", "load_pretrained_encoder", "read_encoder_state"]
+__all__ = [
+    "EncoderLoadReport",
+    "find_encoder",
+    "fine_tuning_param_groups",
+    "load_pretrained",
+    "load_pretrained_encoder",
+    "read_encoder_state",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -214,3 +221,32 @@ def load_pretrained(
         _, report.decoder_loaded, _ = copy_model_state(decoder, usable, inplace=True)
         logger.info(report.summary())
     return report
+
+
+def _output_layer(network: nn.Module) -> nn.Module | None:
+    """The layer a pretrain_ssl export never provides: XLSTMUNet's decoder output block, XLSTMClassifier's head."""
+    decoder = getattr(network, "decoder", None)
+    if decoder is not None and hasattr(decoder, "out"):
+        return decoder.out
+    return getattr(network, "head", None)
+
+
+def fine_tuning_param_groups(network: nn.Module, learning_rate: float, pretrained_lr_scale: float = 1.0):
+    """
+    What the optimizer updates, and how fast. With ``pretrained_lr_scale`` 1 (the default, and always for random
+    initialisation): every parameter at the optimizer's learning rate. Otherwise, discriminative fine-tuning: the
+    pretrained body at ``learning_rate * pretrained_lr_scale`` and the new output layer at ``learning_rate``, so a
+    large step size for the new layer does not wash out what pretraining learned (groups made by MONAI's
+    ``generate_param_groups``).
+    """
+    module = getattr(network, "module", network)
+    head = _output_layer(module)
+    if float(pretrained_lr_scale) == 1.0 or head is None:
+        return network.parameters()
+    from monai.optimizers import generate_param_groups
+
+    groups = generate_param_groups(
+        network=module, layer_matches=[lambda m: head], match_types=["select"], lr_values=[learning_rate]
+    )
+    groups[-1]["lr"] = learning_rate * float(pretrained_lr_scale)  # the rest: the pretrained body
+    return [{**group, "params": list(group["params"])} for group in groups]
