@@ -240,7 +240,7 @@ def benchmark_label_efficiency_hippocampus(
         chosen = {}
         for arm in ARMS:
             best = max((t for t in tuning if t["arm"] == arm), key=lambda t: t["dice"])
-            chosen[arm] = {"learning_rate": best["learning_rate"], "pretrained_lr_scale": best["pretrained_lr_scale"]}
+            chosen[arm] = {"learning_rate": best["learning_rate"], "pretrained_lr_scale": best.get("pretrained_lr_scale", 1.0)}
         # a lever, on the tuning fold: the pretrained encoder alone, the decoder from random initialisation
         best = chosen["pretrained"]
         levers = [run(tune_fraction, "encoder_only", tune_fold, 0, best["learning_rate"], best["pretrained_lr_scale"])]
@@ -335,7 +335,13 @@ def format_report(report: dict) -> str:
         )
     choice = report.get("learning_rate_choice", {})
     for lever in report.get("levers", []):
-        same = [t for t in choice.get("runs", []) if t["learning_rate"] == lever["learning_rate"]]
+        scale = lever.get("pretrained_lr_scale", 1.0)
+        same = [
+            t
+            for t in choice.get("runs", [])
+            if t["learning_rate"] == lever["learning_rate"]
+            and (t["arm"] == "random" or t.get("pretrained_lr_scale", 1.0) == scale)
+        ]
         by_arm = {t["arm"]: t["dice"] for t in same}
         lines.append(
             f"lever, fold {lever['fold']} at {lever['label_fraction']:.0%} labels, lr {lever['learning_rate']:g}: "
