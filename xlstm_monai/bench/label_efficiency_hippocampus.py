@@ -240,7 +240,8 @@ def benchmark_label_efficiency_hippocampus(
         chosen = {}
         for arm in ARMS:
             best = max((t for t in tuning if t["arm"] == arm), key=lambda t: t["dice"])
-            chosen[arm] = {"learning_rate": best["learning_rate"], "pretrained_lr_scale": best.get("pretrained_lr_scale", 1.0)}
+            scale = best.get("pretrained_lr_scale", 1.0)  # results cached before the scale existed: 1
+            chosen[arm] = {"learning_rate": best["learning_rate"], "pretrained_lr_scale": scale}
         # a lever, on the tuning fold: the pretrained encoder alone, the decoder from random initialisation
         best = chosen["pretrained"]
         levers = [run(tune_fraction, "encoder_only", tune_fold, 0, best["learning_rate"], best["pretrained_lr_scale"])]
