@@ -200,11 +200,11 @@ def _held_out_volumes(folder) -> torch.Tensor:
     parser.read_config(config_path("pretrain_ssl", "train.yaml"))
     parser.update(FAST)
     preprocess = Compose(parser.get_parsed_content("train#deterministic_transforms") + [CenterSpatialCrop(32)])
-    files = sorted(folder.glob("*_image.nii.gz"))
-    return torch.stack(
-        [torch.as_tensor(preprocess({"image": str(f), "modality": "CT" if f.name.startswith("ct_") else "MRI"})["image"])
-         for f in files]
-    )
+    items = [
+        {"image": str(f), "modality": "CT" if f.name.startswith("ct_") else "MRI"}
+        for f in sorted(folder.glob("*_image.nii.gz"))
+    ]
+    return torch.stack([torch.as_tensor(preprocess(item)["image"]) for item in items])
 
 
 @pytest.mark.slow
