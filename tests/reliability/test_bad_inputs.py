@@ -171,7 +171,9 @@ def test_inference_skips_a_broken_file_and_segments_the_rest(phantom_set, tmp_pa
     from monai.bundle import ConfigParser
 
     data, _ = phantom_set
-    (data / "ct_train_1003_image.nii.gz").write_bytes(b"\x1f\x8b broken")
+    (data / "ct_train_1003_image.nii.gz").write_bytes(b"\x1f\x8b broken")  # not even a header
+    whole = (data / "ct_train_1005_image.nii.gz").read_bytes()
+    (data / "ct_train_1005_image.nii.gz").write_bytes(whole[: len(whole) // 2])  # a header, then voxels cut short
     nib.save(nib.Nifti1Image(np.zeros((32, 32), np.float32), np.eye(4)), data / "ct_train_1099_image.nii.gz")
     overrides = {k: v for k, v in TINY_RUN.items() if k.startswith("network_def")}
     parser = ConfigParser()
@@ -192,13 +194,14 @@ def test_inference_skips_a_broken_file_and_segments_the_rest(phantom_set, tmp_pa
         **overrides,
     )
     written = sorted(p.name for p in (tmp_path / "out").glob("*_seg.nii.gz"))
-    assert written == [f"ct_train_100{i}_image_seg.nii.gz" for i in (1, 2, 4, 5, 6)]
-    failures = workflow.parser.get_parsed_content("input_screen").failures  # logged, and listed again at the end
-    assert len(failures) == 2
-    assert (
-        "ct_train_1003_image.nii.gz: cannot be read" in failures[0]
-        and "ct_train_1099_image.nii.gz: is 2D" in failures[1]
-    )
+    assert written == [f"ct_train_100{i}_image_seg.nii.gz" for i in (1, 2, 4, 6)]
+    screen = workflow.parser.get_parsed_content("input_screen")
+    failures = screen.failures  # logged, and listed again at the end
+    assert len(failures) == 3
+    assert "ct_train_1003_image.nii.gz: cannot be read" in failures[0]  # from its header, before the run
+    assert "ct_train_1099_image.nii.gz: is 2D" in failures[1]
+    assert "ct_train_1005_image.nii.gz: cannot be read" in failures[2]  # when its voxels were read, once
+    assert screen.unreadable == 1
 
 
 def _chain(error: BaseException) -> str:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from xlstm_monai.distributed import broadcast_from_rank0, is_distributed
 
-__all__ = ["DataCheckError", "DataCheckReport", "check_datalist"]
+__all__ = ["DataCheckError", "DataCheckReport", "check_datalist", "screen_headers"]
 
 logger = logging.getLogger(__name__)
 
@@ -376,6 +376,24 @@ def check_datalist(
             logger.info(f"data check: {report.checked} cases passed")
     if not report.ok and raise_error:
         raise DataCheckError(report.summary())
+    return report
+
+
+def screen_headers(entries: Sequence[Mapping], channels: int = 1, spatial_dims: int = 3) -> DataCheckReport:
+    """
+    The problems an image's header shows without reading its voxels (NIfTI: does not parse, not a volume, wrong
+    channels); other formats and DICOM folders are left to the reader. For inference, which then reads each input once.
+    """
+    report = DataCheckReport(checked=len(entries))
+    for entry in entries:
+        name = str(entry["image"])
+        try:
+            header = _header(name)
+        except Exception as error:
+            report.problems[name].append(f"cannot be read ({_reason(error)})")
+            continue
+        if header is not None:
+            _spatial_shape(torch.empty(header[0], device="meta"), channels, name, report, spatial_dims)
     return report
 
 

@@ -7,6 +7,6 @@ from .classification import ClassProbabilityWriter, class_outputs, class_outputs
 from .dicom_seg import DicomSegWriter
 from .gradient_clipping import GradientClipping
 from .hausdorff import HausdorffDistanceMM
-from .input_screen import InputScreen
+from .input_screen import InputScreen, ScreenedDataset
 from .metric_summary import PerStructureMetrics
 from .non_finite import NonFiniteLossGuard, TrainingDivergedError
