@@ -294,7 +294,7 @@ def _run_checks(entries: Sequence[Mapping], settings: Mapping, workers: int, cac
         initial=len(entries) - len(todo),
         desc="data check",
         unit="case",
-        disable=len(todo) < 20,
+        disable=True if len(todo) < 20 else None,  # None: shown on a terminal only
         leave=False,
     )
     if workers > 1 and len(todo) >= 2 * workers:
