@@ -18,26 +18,47 @@ A bundle served here declares the top-level ids ``num_classes``, ``label_codes``
 ``val_interval``, as this repository's segmentation bundles do. Inference needs ``<bundle>/models/model.pt``;
 training rewrites it.
 
+It also fixes what MONAI Label 0.8.5 would get wrong for these bundles:
+
+* The best model is the default: MONAI Label sorts a bundle's ``models/*.pt`` by name length and runs the first
+  when a request names none (3D Slicer's default), which after a training round is ``last.pt``; here
+  ``model.pt`` comes first.
+* Studies in a PACS: with ``--studies http://host/dicom-web`` MONAI Label's DICOMweb datastore lists and fetches
+  series, and a submitted final label goes back to the archive as a DICOM SEG that references its series, written by
+  pydicom-seg (MONAI Label would otherwise download dcmqi's binaries from GitHub at start).
+* Active learning: ``<bundle>_epistemic`` scores every unlabeled study by the disagreement of repeated predictions
+  with stochastic depth on (MC dropout), and the ``epistemic`` strategy offers the least certain one next.
+
 Options (``--conf NAME VALUE``): ``models``, a comma-separated list of bundle names (default: every
-segmentation bundle); ``bundles_dir``, the folder that holds them (default: this repository's bundles/).
+segmentation bundle); ``bundles_dir``, the folder that holds them (default: this repository's bundles/);
+``epistemic_samples``, predictions per study for the epistemic score (default 5).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
+from monai.transforms import Activationsd
+from monailabel.datastore.dicom import DICOMWebDatastore
+from monailabel.datastore.utils.convert import binary_to_image, nifti_to_dicom_seg
+from monailabel.datastore.utils.dicom import dicom_web_upload_dcm
 from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.datastore import DefaultLabelTag
+from monailabel.tasks.activelearning.epistemic import Epistemic
 from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 from monailabel.tasks.infer.bundle import BundleInferTask
+from monailabel.tasks.scoring.epistemic_v2 import EpistemicScoring
 from monailabel.tasks.train.bundle import BundleTrainTask
 
 logger = logging.getLogger(__name__)
 
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 LABEL_INDICES = {"label_codes": "$list(range(@num_classes))"}
+BEST_MODEL = "model.pt"  # the bundles' best validation checkpoint
 
 
 def segmentation_bundles(bundles_dir: Path) -> list[str]:
@@ -51,7 +72,16 @@ def segmentation_bundles(bundles_dir: Path) -> list[str]:
 
 
 class LabelInferTask(BundleInferTask):
-    """MONAI Label's bundle inference, writing channel indices."""
+    """MONAI Label's bundle inference, writing channel indices, with the best model as the default model file."""
+
+    def __init__(self, path, conf, **kwargs):
+        super().__init__(path, conf, **kwargs)
+        if getattr(self, "valid", False):
+            # MONAI Label lists models/*.pt shortest name first, and a request without "model_filename" (3D Slicer's
+            # default) runs the first: after a training round that is last.pt, the last epoch's weights. The best
+            # checkpoint, model.pt, goes first.
+            names = self._config.get("model_filename") or []
+            self._config["model_filename"] = sorted(names, key=lambda name: (name != BEST_MODEL, len(name), name))
 
     def _load_bundle_config(self, path, config):
         parser = super()._load_bundle_config(path, config)
@@ -66,6 +96,19 @@ class LabelInferTask(BundleInferTask):
         if image_path is not None:
             data["image_path"] = image_path
         return data
+
+
+class UncertaintyInferTask(LabelInferTask):
+    """
+    The bundle's network with stochastic depth active (train mode), returning class probabilities on the network's
+    grid: MONAI Label's epistemic scoring runs it several times per study and scores the disagreement.
+    """
+
+    def __init__(self, path, conf):
+        super().__init__(path, conf, train_mode=True, skip_writer=True)
+
+    def post_transforms(self, data=None):
+        return [Activationsd(keys="pred", softmax=True)]
 
 
 class LabelTrainTask(BundleTrainTask):
@@ -106,4 +149,57 @@ class XLSTMMonaiApp(MONAILabelApp):
         return {name: task for name, task in tasks.items() if task.is_valid()}
 
     def init_strategies(self):
-        return {"random": Random(), "first": First()}
+        # "epistemic": the unlabeled study the models are least sure about (run a <bundle>_epistemic scoring first)
+        return {"epistemic": Epistemic(), "random": Random(), "first": First()}
+
+    def init_scoring_methods(self):
+        methods = {}
+        for name, path in self.bundles.items():
+            task = UncertaintyInferTask(path, self.conf)
+            if task.is_valid():
+                samples = int(self.conf.get("epistemic_samples", 5))
+                methods[f"{name}_epistemic"] = EpistemicScoring(task, simulation_size=samples)
+        return methods
+
+    def _download_dcmqi_tools(self):
+        """Labels go to a DICOMweb archive through pydicom-seg (below), so dcmqi's tools are not fetched."""
+
+    def _init_dicomweb_datastore(self):
+        store = super()._init_dicomweb_datastore()
+        return DICOMwebSegDatastore(
+            client=store._client,
+            search_filter=store._search_filter,
+            cache_path=os.path.dirname(store._datastore_path) or None,
+            fetch_by_frame=store._fetch_by_frame,
+            convert_to_nifti=store._convert_to_nifti,
+        )
+
+
+class DICOMwebSegDatastore(DICOMWebDatastore):
+    """
+    MONAI Label's DICOMweb datastore (a PACS: studies listed and fetched over QIDO/WADO, final labels stored back over
+    STOW as DICOM SEG referencing the image series), converting labels with MONAI Label's pydicom-seg path instead
+    of dcmqi's itkimage2segimage, a binary it would otherwise download from GitHub when the server starts.
+    """
+
+    def save_label(self, image_id, label_filename, label_tag, label_info, label_id=""):
+        if label_tag != DefaultLabelTag.FINAL:
+            return super().save_label(image_id, label_filename, label_tag, label_info, label_id)
+        image_uri = self.get_image_uri(image_id)  # the series is in the cache
+        if label_filename.endswith(".bin"):  # 3D Slicer's raw label
+            label_filename = binary_to_image(image_uri, label_filename)
+        image_dir = os.path.realpath(os.path.join(self._datastore.image_path(), image_id))
+        seg_file = nifti_to_dicom_seg(image_dir, label_filename, label_info.get("label_info"), use_itk=False)
+        seg_series = dicom_web_upload_dcm(seg_file, self._client)
+        os.unlink(seg_file)
+        info = self.get_image_info(image_id)
+        label_info.update(
+            {
+                "SeriesInstanceUID": seg_series,
+                "Modality": info.get("Modality"),
+                "PatientID": info.get("PatientID"),
+                "StudyInstanceUID": info.get("StudyInstanceUID"),
+            }
+        )
+        logger.info(f"label of {image_id} stored in the archive as DICOM SEG series {seg_series}")
+        return super(DICOMWebDatastore, self).save_label(image_id, label_filename, label_tag, label_info)

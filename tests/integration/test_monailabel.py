@@ -1,232 +1,147 @@
-"""heart_seg_ct as a MONAI Label model: /info, /infer and /train against a live server over phantom studies.
-
-MONAI Label imports torchvision, whose wheels need another torch build than the main environment's, so the
-server runs from its own virtualenv (``bash ci/monailabel_env.sh``) and this test drives it over HTTP. It starts
-monailabel_app as the README does, over a copy of the bundle shrunk to run in seconds on CPU.
-"""
+"""Every segmentation bundle as a MONAI Label model over phantom studies: /info, the best model as the default,
+/infer, a /train round; and, for heart_seg_ct, epistemic scoring that offers the least certain study next."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.integration.monailabel_server import (
+    api,
+    monailabel_server,
+    server_log,
+    small_network,
+    train,
+    write_small_bundle,
+)
 from xlstm_monai.data import MMWHS_CODES
-from xlstm_monai.phantoms import write_heart_phantoms
-from xlstm_monai.presets import SMALL, overrides
+from xlstm_monai.phantoms import write_heart_phantoms, write_hippocampus_phantoms
+from xlstm_monai.presets import SMALL, TINY, overrides
 
 pytestmark = pytest.mark.monailabel
 
-BUNDLE = "heart_seg_ct"
-SHAPE, SPACING = (48, 48, 48), (3.0, 3.0, 3.0)
-NUM_LABELED, NUM_UNLABELED = 3, 1  # 3 labelled: 2 train (one batch), 1 validates
-# written into the copied configs: a small network on whole 48^3 volumes at 3 mm, so CPU steps take seconds
-SMALL = {
-    **overrides(SMALL, feature_size=16),
-    "roi_size": [48, 48, 48],
-    "spacing": [3.0, 3.0, 3.0],
-    "num_workers": 0,
+HEART = {**overrides(SMALL, feature_size=16), "roi_size": [48, 48, 48], "spacing": [3.0, 3.0, 3.0], "num_workers": 0}
+BUNDLES = {
+    # shrunk network and grid; training extras; labeled and unlabeled studies
+    "heart_seg_ct": (HEART, {"num_samples": 1}, 3, 2),
+    "heart_seg_mri": (HEART, {"num_samples": 1}, 3, 1),
+    "brain_hippocampus": ({**overrides(TINY, feature_size=8), "num_workers": 0}, {"batch_size": 2}, 3, 1),
 }
-SMALL_TRAIN = {"num_samples": 1}
-START_TIMEOUT, TRAIN_TIMEOUT = 120.0, 180.0
 
 
-def label_python() -> Path:
-    """Python of the MONAI Label virtualenv: $XLSTM_MONAI_LABEL_PYTHON or <repo>/.venv-label; skip if absent."""
-    path = Path(os.environ.get("XLSTM_MONAI_LABEL_PYTHON", REPO_ROOT / ".venv-label" / "bin" / "python"))
-    if not path.exists():
-        pytest.skip(f"MONAI Label environment {path} is absent (create it with `bash ci/monailabel_env.sh`)")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def request(url: str, method: str = "GET", body: dict | None = None, timeout: float = 120.0) -> bytes:
-    data = json.dumps(body).encode() if body is not None else b""
-    headers = {"Content-Type": "application/json"} if body is not None else {}
-    req = urllib.request.Request(url, data=data if method != "GET" else None, headers=headers, method=method)
-    with urllib.request.urlopen(req, timeout=timeout) as response:
-        return response.read()
-
-
-def write_studies(studies: Path) -> list[str]:
-    """MONAI Label's local datastore: images in the folder, labels of the same file name in labels/final/.
-
-    MONAI Label's labels hold channel indices (what Slicer saves), so the phantoms' MM-WHS codes are mapped.
-    """
-    entries = write_heart_phantoms(str(studies), NUM_LABELED + NUM_UNLABELED, "ct", SHAPE, SPACING, seed=0)
+def write_studies(bundle: str, studies: Path, labeled: int, unlabeled: int) -> list[str]:
+    """MONAI Label's local datastore: images in the folder, labels of the same file name in labels/final/, as channel
+    indices (what 3D Slicer saves); returns the study ids, the labeled ones first."""
     final = studies / "labels" / "final"
     final.mkdir(parents=True)
-    for entry in entries[:NUM_LABELED]:
-        label = nib.load(entry["label"])
-        codes = np.asarray(label.dataobj)
-        indices = np.zeros(codes.shape, np.uint8)
-        for index, code in enumerate(MMWHS_CODES):
-            indices[codes == code] = index
-        nib.save(nib.Nifti1Image(indices, label.affine), final / Path(entry["image"]).name)
-    for entry in entries:
+    if bundle == "brain_hippocampus":  # MSD Task04 layout: labels are channel indices already
+        task = studies.parent / "task"
+        write_hippocampus_phantoms(str(task), labeled + unlabeled, seed=0)
+        images = sorted((task / "imagesTr").glob("*.nii.gz"))
+        for i, image in enumerate(images):
+            shutil.copy(image, studies / image.name)
+            if i < labeled:
+                shutil.copy(task / "labelsTr" / image.name, final / image.name)
+        return [p.name.removesuffix(".nii.gz") for p in images]
+    modality = "ct" if bundle == "heart_seg_ct" else "mr"
+    entries = write_heart_phantoms(str(studies), labeled + unlabeled, modality, (48, 48, 48), (3.0, 3.0, 3.0), seed=0)
+    for i, entry in enumerate(entries):
+        if i < labeled:
+            label = nib.load(entry["label"])
+            codes = np.asarray(label.dataobj)
+            indices = np.zeros(codes.shape, np.uint8)
+            for index, code in enumerate(MMWHS_CODES):
+                indices[codes == code] = index
+            nib.save(nib.Nifti1Image(indices, label.affine), final / Path(entry["image"]).name)
         os.remove(entry["label"])
     return [Path(e["image"]).name.removesuffix(".nii.gz") for e in entries]
 
 
-def override_yaml(path: Path, overrides: dict) -> None:
-    config = yaml.safe_load(path.read_text())
-    for key, value in overrides.items():
-        *parents, last = key.split("#")
-        node = config
-        for part in parents:
-            node = node[part]
-        node[last] = value
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-
-
-def small_network(bundle: Path) -> torch.nn.Module:
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(str(bundle / "configs" / "inference.yaml"))
-    return parser.get_parsed_content("network_def")
-
-
-def write_small_bundle(bundles_dir: Path) -> Path:
-    """A copy of the bundle, shrunk, with models/model.pt of the shrunk network (training rewrites it)."""
-    bundle = bundles_dir / BUNDLE
-    ignore = shutil.ignore_patterns("models", "eval", "logs", "data")
-    shutil.copytree(REPO_ROOT / "bundles" / BUNDLE, bundle, ignore=ignore)
-    override_yaml(bundle / "configs" / "inference.yaml", SMALL)
-    override_yaml(bundle / "configs" / "train.yaml", {**SMALL, **SMALL_TRAIN})
-    torch.manual_seed(0)
-    (bundle / "models").mkdir()
-    torch.save(small_network(bundle).state_dict(), bundle / "models" / "model.pt")
-    return bundle
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A MONAI Label server on a free local port, serving the small bundle over phantom studies; stopped after."""
-    python = label_python()
-    root = tmp_path_factory.mktemp("monailabel")
+@pytest.fixture(scope="module", params=list(BUNDLES))
+def server(request, tmp_path_factory):
+    """A server for one bundle over its phantom studies; stopped after the bundle's tests."""
+    name = request.param
+    network, train_overrides, labeled, unlabeled = BUNDLES[name]
+    root = tmp_path_factory.mktemp(f"monailabel_{name}")
     studies = root / "studies"
-    study_ids = write_studies(studies)
-    bundle = write_small_bundle(root / "bundles")
-    app = root / "app"  # a copy: MONAI Label writes logs and folders into its app folder
-    app.mkdir()
-    shutil.copy(REPO_ROOT / "monailabel_app" / "main.py", app)
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(root / "server.log", "w")
-    command = [
-        python,
-        "-m",
-        "monailabel.main",
-        "start_server",
-        "--app",
-        app,
-        "--studies",
-        studies,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--conf",
-        "bundles_dir",
-        root / "bundles",
-    ]
-    # its own session, so stopping it also stops the training process it starts
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                request(f"{url}/info/", timeout=5)
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"MONAI Label server did not start:\n{server_log(root)}")
-                time.sleep(0.5)
-        yield {"url": url, "bundle": bundle, "studies": studies, "study_ids": study_ids, "root": root}
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
+    study_ids = write_studies(name, studies, labeled, unlabeled)
+    bundle = write_small_bundle(name, root / "bundles", network, train_overrides)
+    with monailabel_server(root, str(studies), root / "bundles", name) as live:
+        yield {
+            **live,
+            "name": name,
+            "bundle": bundle,
+            "studies": studies,
+            "study_ids": study_ids,
+            "unlabeled": study_ids[labeled:],
+        }
 
 
-def server_log(root: Path, lines: int = 60) -> str:
-    return "\n".join((root / "server.log").read_text().splitlines()[-lines:])
-
-
-def api(server: dict, path: str, method: str = "GET", body: dict | None = None) -> bytes:
-    """A call to the server; an HTTP error fails the test with the end of the server log, where the cause is."""
-    try:
-        return request(server["url"] + path, method, body)
-    except urllib.error.HTTPError as err:
-        pytest.fail(f"{method} {path}: {err}\n{server_log(server['root'])}")
-
-
-def test_info_lists_the_bundle_with_its_labels(server):
+def test_info_lists_the_bundle_with_its_labels_and_slicer_options(server):
     info = json.loads(api(server, "/info/"))
     meta = json.loads((server["bundle"] / "configs" / "metadata.json").read_text())
     channels = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
     expected = {name: int(index) for index, name in channels.items() if name != "background"}
-    assert set(info["models"]) == {BUNDLE} and set(info["trainers"]) == {BUNDLE}
-    assert info["models"][BUNDLE]["labels"] == expected
+    model = info["models"][server["name"]]
+    assert set(info["models"]) == {server["name"]} and set(info["trainers"]) == {server["name"]}
+    assert model["labels"] == expected
+    assert model["config"]["sw_overlap"] == 0.25 and model["config"]["sw_batch_size"] == 2
+
+
+def test_the_best_model_is_what_inference_loads(server, tmp_path):
+    """models/ holds last.pt (zeros) beside model.pt: model.pt must be the default file, and the one used."""
+    info = json.loads(api(server, "/info/"))
+    assert info["models"][server["name"]]["config"]["model_filename"][0] == "model.pt"
+    api(server, f"/infer/{server['name']}?image={server['unlabeled'][0]}&output=image", method="POST")
+    used = [line for line in server_log(server, 400).splitlines() if "provided model_file" in line]
+    assert used and used[-1].endswith(str(server["bundle"] / "models" / "model.pt")), used
 
 
 def test_infer_returns_channel_indices_on_the_study_grid(server, tmp_path):
-    study = server["study_ids"][-1]  # an unlabelled one
+    study = server["unlabeled"][0]
     result = tmp_path / "pred.nii.gz"
-    result.write_bytes(api(server, f"/infer/{BUNDLE}?image={study}&output=image", method="POST"))
+    form = {"params": json.dumps({"sw_overlap": 0.5})}  # a Slicer option: its value reaches the bundle's inferer
+    path = f"/infer/{server['name']}?image={study}&output=image"
+    result.write_bytes(api(server, path, method="POST", files={}, form=form))
     label, image = nib.load(result), nib.load(server["studies"] / f"{study}.nii.gz")
     assert label.shape == image.shape
     np.testing.assert_allclose(label.affine, image.affine, atol=1e-4)
+    classes = len(json.loads(api(server, "/info/"))["models"][server["name"]]["labels"]) + 1
     values = np.unique(np.asarray(label.dataobj))
-    assert set(values.tolist()) <= set(range(8)), f"label values {values} are not channel indices 0..7"
+    assert set(values.tolist()) <= set(range(classes)), f"label values {values} are not channel indices"
+    inferers = [line for line in server_log(server, 400).splitlines() if "Inferer::" in line]
+    assert "'overlap': 0.5" in inferers[-1], inferers[-1]
 
 
-def train(server, max_epochs: int) -> dict:
-    """One training round through /train/, polled until it ends; returns MONAI Label's task record."""
-    params = {"max_epochs": max_epochs, "val_split": 0.34, "device": "cpu", "multi_gpu": False}
-    api(server, f"/train/{BUNDLE}", method="POST", body=params)
-    deadline = time.monotonic() + TRAIN_TIMEOUT
-    while True:
-        task = json.loads(api(server, "/train/"))
-        if task["status"] not in ("SUBMITTED", "RUNNING"):
-            return task
-        if time.monotonic() > deadline:
-            api(server, "/train/", method="DELETE")
-            pytest.fail(f"training did not end in {TRAIN_TIMEOUT:.0f} s:\n{server_log(server['root'])}")
-        time.sleep(1)
-
-
-def test_training_rounds_rewrite_the_model(server):
-    """Two rounds, the second shorter: each starts afresh from models/model.pt and validates before it ends."""
+def test_a_training_round_rewrites_the_model(server):
+    """A round starts afresh from models/model.pt and validates before it ends (heart_seg_ct: two, one shorter)."""
     model = server["bundle"] / "models" / "model.pt"
-    for max_epochs in (2, 1):
+    rounds = (2, 1) if server["name"] == "heart_seg_ct" else (1,)
+    for max_epochs in rounds:
         before = model.stat().st_mtime_ns
-        task = train(server, max_epochs)
+        task = train(server, server["name"], max_epochs)
         assert task["status"] == "DONE", f"training {task['status']}:\n" + "\n".join(task.get("details", []))
         assert model.stat().st_mtime_ns > before, f"a {max_epochs}-epoch round did not rewrite models/model.pt"
     state = torch.load(model, map_location="cpu", weights_only=True)
     small_network(server["bundle"]).load_state_dict(state.get("model", state))  # strict: the served network's keys
+
+
+def test_epistemic_scoring_offers_the_least_certain_study(server):
+    if server["name"] != "heart_seg_ct":
+        pytest.skip("one bundle is enough to show the strategy follows the score")
+    name = server["name"]
+    api(server, f"/scoring/{name}_epistemic?run_sync=true", method="POST", body={})
+    scores = {}
+    for study in server["unlabeled"]:
+        info = json.loads(api(server, f"/datastore/image/info?image={study}"))
+        scores[study] = info["epistemic_entropy"]
+    assert len(set(scores.values())) == len(scores) and all(s > 0 for s in scores.values()), scores
+    chosen = json.loads(api(server, "/activelearning/epistemic", method="POST", body={}))
+    assert chosen["id"] == max(scores, key=scores.get), (chosen, scores)
