@@ -62,7 +62,7 @@ def _networks(scale: str) -> dict[str, dict]:
 
 NETWORKS = tuple(_networks("cpu"))
 SCALES = {
-    "cpu": {"iterations": 600, "batch_size": 2, "learning_rates": (1.0e-3, 3.0e-3), "tune_iterations": 300},
+    "cpu": {"iterations": 600, "batch_size": 2, "learning_rates": (3.0e-3, 1.0e-2), "tune_iterations": 300},
     "full": {"iterations": 8000, "batch_size": 4, "learning_rates": (1.0e-4, 3.0e-4, 1.0e-3), "tune_iterations": 2000},
 }
 
