@@ -50,7 +50,7 @@ UNETR = {
 
 def _networks(scale: str) -> dict[str, dict]:
     """Overrides of each network: the CPU recipe's small XLSTMUNet, or the bundle's default network on a GPU."""
-    xlstm = overrides(SMALL, feature_size=16) if scale == "cpu" else {}
+    xlstm = overrides(SMALL, feature_size=8) if scale == "cpu" else {}  # the CPU recipe of every hippocampus benchmark
     return {
         "XLSTMUNet": xlstm,
         "XLSTMUNet-noblocks": {**xlstm, "network_def#token_mixer": "none"},
@@ -83,7 +83,8 @@ def benchmark_hippocampus(
         data_dir: MSD Task04 folder; default $XLSTM_MONAI_DATA/msd_hippocampus or ../shared/data beside the checkout.
         folds: reported validation folds of the 5.
         networks: from :data:`NETWORKS`; XLSTMUNet is the reference of the paired differences.
-        scale: "cpu" (the small XLSTMUNet, 600 steps of batch 2) or "full" (the bundle's default network, a GPU).
+        scale: "cpu" (the small XLSTMUNet of the label-efficiency benchmark, 600 steps of batch 2) or "full" (the
+            bundle's default network, a GPU).
         iterations: optimiser steps of every run; default the scale's.
         learning_rates: the grid each network's learning rate is chosen from on ``tune_fold`` (with the scale's
             ``tune_iterations``).
