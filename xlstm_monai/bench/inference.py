@@ -124,7 +124,9 @@ def _prepare(bundle: str, root: Path, volumes: int) -> None:
         "--input_shape",
         str(shape),
     ]
+    started = time.time()
     subprocess.run(command, cwd=folder, check=True, capture_output=True)
+    (root / "export.json").write_text(json.dumps({"onnx_export_seconds": time.time() - started}))
     _write_input(root / "input", bundle, volumes)
 
 
@@ -156,6 +158,8 @@ def benchmark_inference(
                 continue
             result = _run(bundle, root, backend, threads, volumes)
             result["input"] = {"shape": TYPICAL_INPUTS[bundle][0], "spacing_mm": TYPICAL_INPUTS[bundle][1]}
+            if backend == "onnxruntime" and (root / "export.json").is_file():
+                result.update(json.loads((root / "export.json").read_text()))
             report["runs"].append(result)
             print(
                 f"  {bundle} {backend}: {result['seconds_per_volume']:.1f} s/volume, {result['peak_gib']:.2f} GiB",
@@ -172,8 +176,8 @@ def benchmark_inference(
 
 def format_table(report: dict) -> str:
     lines = [
-        "| bundle | input (voxels at mm) | backend | s / volume | peak GiB | time / PyTorch |",
-        "|---|---|---|---|---|---|",
+        "| bundle | input (voxels at mm) | backend | s / volume | peak GiB | time / PyTorch | one-off export (min) |",
+        "|---|---|---|---|---|---|---|",
     ]
     by = {(r["bundle"], r["backend"]): r for r in report["runs"]}
     for (bundle, backend), r in by.items():
@@ -181,7 +185,9 @@ def format_table(report: dict) -> str:
         ratio = f"{r['seconds_per_volume'] / torch_run['seconds_per_volume']:.2f}x" if torch_run else "-"
         shape, spacing = r["input"]["shape"], r["input"]["spacing_mm"]
         size = f"{'x'.join(map(str, shape))} at {'x'.join(f'{s:g}' for s in spacing)}"
+        export = f"{r['onnx_export_seconds'] / 60:.1f}" if "onnx_export_seconds" in r else "-"
         lines.append(
-            f"| {bundle} | {size} | {backend} | {r['seconds_per_volume']:.1f} | {r['peak_gib']:.2f} | {ratio} |"
+            f"| {bundle} | {size} | {backend} | {r['seconds_per_volume']:.1f} | {r['peak_gib']:.2f} | {ratio} "
+            f"| {export} |"
         )
     return "\n".join(lines)
