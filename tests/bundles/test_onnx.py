@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -12,7 +9,7 @@ from monai.bundle import ConfigParser
 
 from tests.bundles.helpers import config_path, run_workflow
 from tests.conftest import REPO_ROOT
-from xlstm_monai.networks import OnnxNetwork
+from xlstm_monai.networks import OnnxNetwork, export_bundle_onnx
 from xlstm_monai.presets import TINY, overrides
 
 TINY_UNET = overrides(TINY, feature_size=8)
@@ -28,27 +25,9 @@ def _export(bundle: str, root) -> tuple[torch.nn.Module, list[int], str]:
     (root / "models").mkdir(parents=True, exist_ok=True)
     torch.save(network.state_dict(), root / "models" / "model.pt")
     shape = [1, 1, *parser.get_parsed_content("roi_size")]
-    command = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "onnx_export",
-        "network_def",
-        "--filepath",
-        str(root / "models" / "model.onnx"),
-        "--ckpt_file",
-        str(root / "models" / "model.pt"),
-        "--meta_file",
-        "configs/metadata.json",
-        "--config_file",
-        "configs/inference.yaml",
-        "--input_shape",
-        str(shape),
-    ]
-    for key, value in TINY_UNET.items():
-        command += [f"--{key}", str(value)]
-    done = subprocess.run(command, cwd=REPO_ROOT / "bundles" / bundle, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    export_bundle_onnx(
+        REPO_ROOT / "bundles" / bundle, root / "models" / "model.pt", root / "models" / "model.onnx", shape, TINY_UNET
+    )
     return network, shape, str(root / "models" / "model.onnx")
 
 

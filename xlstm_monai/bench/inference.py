@@ -21,6 +21,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from xlstm_monai.networks import export_bundle_onnx
 from xlstm_monai.workflow import bundle_path
 
 __all__ = ["TYPICAL_INPUTS", "benchmark_inference"]
@@ -107,25 +108,8 @@ def _prepare(bundle: str, root: Path, volumes: int) -> None:
     (root / "models").mkdir(parents=True, exist_ok=True)
     torch.save(parser.get_parsed_content("network_def").state_dict(), root / "models" / "model.pt")
     shape = [1, 1, *parser.get_parsed_content("roi_size")]
-    command = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "onnx_export",
-        "network_def",
-        "--filepath",
-        str(root / "models" / "model.onnx"),
-        "--ckpt_file",
-        str(root / "models" / "model.pt"),
-        "--meta_file",
-        "configs/metadata.json",
-        "--config_file",
-        "configs/inference.yaml",
-        "--input_shape",
-        str(shape),
-    ]
     started = time.time()
-    subprocess.run(command, cwd=folder, check=True, capture_output=True)
+    export_bundle_onnx(folder, root / "models" / "model.pt", root / "models" / "model.onnx", shape)
     (root / "export.json").write_text(json.dumps({"onnx_export_seconds": time.time() - started}))
     _write_input(root / "input", bundle, volumes)
 

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from .onnx_network import OnnxNetwork
+from .onnx_network import OnnxNetwork, export_bundle_onnx
 from .pretrained import (
     EncoderLoadReport,
     find_encoder,

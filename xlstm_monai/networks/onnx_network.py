@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["OnnxNetwork"]
+__all__ = ["OnnxNetwork", "export_bundle_onnx"]
 
 
 class OnnxNetwork(nn.Module):
@@ -42,3 +44,24 @@ class OnnxNetwork(nn.Module):
         windows = np.ascontiguousarray(x.detach().cpu().float().numpy())
         outputs = [self.session.run(None, {self.input_name: windows[i : i + 1]})[0] for i in range(len(windows))]
         return torch.from_numpy(np.concatenate(outputs)).to(x.device)
+
+
+def export_bundle_onnx(
+    bundle_dir: str | os.PathLike,
+    ckpt_file: str | os.PathLike,
+    filepath: str | os.PathLike,
+    input_shape: list[int],
+    overrides: dict | None = None,
+) -> None:
+    """
+    The model zoo's ``python -m monai.bundle onnx_export network_def`` of a bundle's inference.yaml, as a user runs
+    it (``overrides``: config values given on its command line). Raises with the tail of its log when it fails.
+    """
+    command = [sys.executable, "-m", "monai.bundle", "onnx_export", "network_def"]
+    command += ["--filepath", str(filepath), "--ckpt_file", str(ckpt_file), "--meta_file", "configs/metadata.json"]
+    command += ["--config_file", "configs/inference.yaml", "--input_shape", str(list(input_shape))]
+    for key, value in (overrides or {}).items():
+        command += [f"--{key}", str(value)]
+    done = subprocess.run(command, cwd=bundle_dir, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"onnx_export of {bundle_dir} failed:\n{done.stderr[-3000:]}")
