@@ -189,7 +189,7 @@ def test_modality_weights_balance_batches():
 def _held_out_volumes(folder) -> torch.Tensor:
     """16 phantoms the pretraining never saw (8 CT, 8 MRI), through the bundle's preprocessing, centre 32^3."""
     from monai.bundle import ConfigParser
-    from monai.transforms import CenterSpatialCrop, Compose
+    from monai.transforms import CenterSpatialCropd, Compose
 
     from tests.bundles.helpers import config_path
     from xlstm_monai.phantoms import write_heart_phantoms
@@ -199,7 +199,7 @@ def _held_out_volumes(folder) -> torch.Tensor:
     parser = ConfigParser()
     parser.read_config(config_path("pretrain_ssl", "train.yaml"))
     parser.update(FAST)
-    preprocess = Compose(parser.get_parsed_content("train#deterministic_transforms") + [CenterSpatialCrop(32)])
+    preprocess = Compose(parser.get_parsed_content("train#deterministic_transforms") + [CenterSpatialCropd("image", 32)])
     items = [
         {"image": str(f), "modality": "CT" if f.name.startswith("ct_") else "MRI"}
         for f in sorted(folder.glob("*_image.nii.gz"))
