@@ -15,6 +15,8 @@ Imports are deferred to each command so that ``--help`` answers at once.
 
 from __future__ import annotations
 
+import json
+
 import fire
 
 __all__ = ["main"]
@@ -104,7 +106,8 @@ class Bench:
         """Pretrained vs random initialisation at few labels: `--task hippocampus` (real MSD Task04) or heart_phantoms.
 
         hippocampus options: data_dir, fractions, folds, seeds, iterations, pretrain_epochs, learning_rates,
-        tune_fold, tune_fraction, work_dir. heart_phantoms options: num_cases, pretrain_epochs, finetune_iterations.
+        tune_fold, tune_fraction, recipe (JSON: each arm's learning rate chosen beforehand; skips the grid), work_dir.
+        heart_phantoms options: num_cases, pretrain_epochs, finetune_iterations.
         """
         if task == "hippocampus":
             from xlstm_monai.bench.label_efficiency_hippocampus import benchmark_label_efficiency_hippocampus
@@ -115,6 +118,8 @@ class Bench:
             for name in ("folds", "seeds"):
                 if name in options:
                     options[name] = tuple(_ints(options[name]))
+            if isinstance(options.get("recipe"), str):
+                options["recipe"] = json.loads(options["recipe"])
             benchmark_label_efficiency_hippocampus(
                 output=output or "runs/label_efficiency_hippocampus.json",
                 scale=scale,

@@ -188,6 +188,7 @@ def benchmark_label_efficiency_hippocampus(
     pretrained_lr_scales: tuple[float, ...] | None = None,
     tune_fold: int = 4,
     tune_fraction: float = 0.1,
+    recipe: dict | None = None,
     extra_unlabeled: list[str] | None = None,
     work_dir: str = "runs/label_efficiency_hippocampus",
     output: str = "runs/label_efficiency_hippocampus.json",
@@ -205,6 +206,9 @@ def benchmark_label_efficiency_hippocampus(
         pretrained_lr_scales: the grid of the pretrained weights' share of the learning rate (pretrained arm).
         tune_fold: the fold the learning rates are chosen on; it is never reported.
         tune_fraction: label share of the learning-rate choice.
+        recipe: each arm's recipe chosen beforehand, e.g. by an earlier run's grid on ``tune_fold``:
+            ``{"random": {"learning_rate": 0.01}, "pretrained": {"learning_rate": 0.03, "pretrained_lr_scale": 0.1}}``;
+            skips the grid (and the lever runs on the tuning fold), which saves that fold's pretraining.
         extra_unlabeled: further folders of unlabeled T1 MRI for pretraining (e.g. ../shared/data/ixi_t1/images).
         work_dir: cache of every unit; a second call with the same settings resumes.
     """
@@ -224,7 +228,7 @@ def benchmark_label_efficiency_hippocampus(
 
     main = [(f, arm, fold, seed) for f in fractions for fold in folds for seed in seeds for arm in ARMS]
     scales = tuple(float(v) for v in (pretrained_lr_scales or settings["pretrained_lr_scales"]))
-    total = len(grid) * (1 + len(scales)) + 1 + len(main)
+    total = (0 if recipe else len(grid) * (1 + len(scales)) + 1) + len(main)
     with tqdm(total=total, desc="label efficiency", unit="run") as progress:
 
         def run(fraction: float, arm: str, fold: int, seed: int, lr: float, scale: float = 1.0) -> dict:
@@ -233,18 +237,30 @@ def benchmark_label_efficiency_hippocampus(
             progress.update()
             return result
 
-        # each arm's recipe is the best of its grid on the tuning fold: learning rates, and for the pretrained arm
-        # also the pretrained weights' share of it (discriminative fine-tuning, a pretraining lever)
-        tuning = [run(tune_fraction, "random", tune_fold, 0, lr) for lr in grid]
-        tuning += [run(tune_fraction, "pretrained", tune_fold, 0, lr, scale) for lr in grid for scale in scales]
-        chosen = {}
-        for arm in ARMS:
-            best = max((t for t in tuning if t["arm"] == arm), key=lambda t: t["dice"])
-            scale = best.get("pretrained_lr_scale", 1.0)  # results cached before the scale existed: 1
-            chosen[arm] = {"learning_rate": best["learning_rate"], "pretrained_lr_scale": scale}
-        # a lever, on the tuning fold: the pretrained encoder alone, the decoder from random initialisation
-        best = chosen["pretrained"]
-        levers = [run(tune_fraction, "encoder_only", tune_fold, 0, best["learning_rate"], best["pretrained_lr_scale"])]
+        tuning, levers = [], []
+        if recipe:
+            chosen = {
+                arm: {
+                    "learning_rate": float(recipe[arm]["learning_rate"]),
+                    "pretrained_lr_scale": float(recipe[arm].get("pretrained_lr_scale", 1.0)),
+                }
+                for arm in ARMS
+            }
+        else:
+            # each arm's recipe is the best of its grid on the tuning fold: learning rates, and for the pretrained
+            # arm also the pretrained weights' share of it (discriminative fine-tuning, a pretraining lever)
+            tuning = [run(tune_fraction, "random", tune_fold, 0, lr) for lr in grid]
+            tuning += [run(tune_fraction, "pretrained", tune_fold, 0, lr, scale) for lr in grid for scale in scales]
+            chosen = {}
+            for arm in ARMS:
+                best = max((t for t in tuning if t["arm"] == arm), key=lambda t: t["dice"])
+                scale = best.get("pretrained_lr_scale", 1.0)  # results cached before the scale existed: 1
+                chosen[arm] = {"learning_rate": best["learning_rate"], "pretrained_lr_scale": scale}
+            # a lever, on the tuning fold: the pretrained encoder alone, the decoder from random initialisation
+            best = chosen["pretrained"]
+            levers = [
+                run(tune_fraction, "encoder_only", tune_fold, 0, best["learning_rate"], best["pretrained_lr_scale"])
+            ]
         runs = [run(f, arm, fold, seed, *chosen[arm].values()) for f, arm, fold, seed in main]
 
     report = {
@@ -261,6 +277,7 @@ def benchmark_label_efficiency_hippocampus(
                 pretrained_lr_scales=scales,
                 tune_fold=tune_fold,
                 tune_fraction=tune_fraction,
+                recipe=f"'{json.dumps(recipe, separators=(',', ':'))}'" if recipe else None,
                 extra_unlabeled=extra_unlabeled,
             )
         ),
@@ -273,6 +290,7 @@ def benchmark_label_efficiency_hippocampus(
             "grid": list(grid),
             "pretrained_lr_scales": list(scales),
             "chosen": chosen,
+            "given": bool(recipe),
             "runs": tuning,
         },
         "levers": levers,
