@@ -199,7 +199,9 @@ def _held_out_volumes(folder) -> torch.Tensor:
     parser = ConfigParser()
     parser.read_config(config_path("pretrain_ssl", "train.yaml"))
     parser.update(FAST)
-    preprocess = Compose(parser.get_parsed_content("train#deterministic_transforms") + [CenterSpatialCropd("image", 32)])
+    preprocess = Compose(
+        parser.get_parsed_content("train#deterministic_transforms") + [CenterSpatialCropd("image", 32)]
+    )
     items = [
         {"image": str(f), "modality": "CT" if f.name.startswith("ct_") else "MRI"}
         for f in sorted(folder.glob("*_image.nii.gz"))
