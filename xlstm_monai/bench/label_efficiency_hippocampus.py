@@ -335,8 +335,12 @@ def format_report(report: dict) -> str:
     for fraction in sorted({r["label_fraction"] for r in runs}):
         mine = [r for r in runs if r["label_fraction"] == fraction]
         arm = {a: np.array([r["dice"] for r in mine if r["arm"] == a]) for a in ARMS}
+        measured = sorted({r["fold"] for r in mine})
         per_fold = []
         for f in folds:
+            if f not in measured:
+                per_fold.append("-")
+                continue
             means = [
                 np.mean([r["dice"] for r in mine if r["arm"] == a and r["fold"] == f] or [np.nan])
                 for a in ("random", "pretrained")
@@ -344,13 +348,13 @@ def format_report(report: dict) -> str:
             per_fold.append(f"{means[0]:.3f} / {means[1]:.3f}")
         gains = _paired_gains(runs, fraction)
         values = np.array(list(gains.values()))
-        fold_gain = [np.mean([g for (f, _), g in gains.items() if f == fold]) for fold in folds]
+        fold_gain = [np.mean([g for (f, _), g in gains.items() if f == fold]) for fold in measured]
         cases = mine[0]["labeled_cases"]
         lines.append(
             f"| {fraction:.0%} | {cases} | {' | '.join(per_fold)} | {arm['random'].mean():.3f} +- "
             f"{arm['random'].std(ddof=1) if len(arm['random']) > 1 else 0:.3f} | {arm['pretrained'].mean():.3f} +- "
             f"{arm['pretrained'].std(ddof=1) if len(arm['pretrained']) > 1 else 0:.3f} | {values.mean():+.1f} +- "
-            f"{values.std(ddof=1) if len(values) > 1 else 0:.1f} | {sum(g > 0 for g in fold_gain)}/{len(folds)} |"
+            f"{values.std(ddof=1) if len(values) > 1 else 0:.1f} | {sum(g > 0 for g in fold_gain)}/{len(measured)} |"
         )
     choice = report.get("learning_rate_choice", {})
     for lever in report.get("levers", []):
