@@ -80,7 +80,12 @@ SMOKE = {
     },
 }
 # overlays and the config they modify; multi_gpu_train needs torchrun on GPUs, so it is checked statically only
-OVERLAYS = {"evaluate.yaml": "train.yaml", "multi_gpu_train.yaml": "train.yaml", "export.yaml": "train.yaml"}
+OVERLAYS = {
+    "evaluate.yaml": "train.yaml",
+    "multi_gpu_train.yaml": "train.yaml",
+    "export.yaml": "train.yaml",
+    "brain_mri.yaml": "train.yaml",  # pretrain_ssl's brain MRI recipe
+}
 _FLOAT_AS_STRING = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")  # YAML 1.1 reads 1e-4 as a string
 _HASH_TYPES = {"md5", "sha1", "sha256", "sha512"}
 
