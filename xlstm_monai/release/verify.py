@@ -187,7 +187,8 @@ def _monai_bundle_cli(bundle: Path, *args: str) -> str:
         raise RuntimeError(
             f"`python -m monai.bundle {' '.join(args)}` exited {done.returncode}: " + (lines[-1] if lines else "")
         )
-    return lines[-1].split(" - ")[-1] if lines else "ok"
+    said = done.stdout.strip().splitlines() or lines  # its own message, not a library warning on stderr
+    return said[-1].split(" - ")[-1] if said else "ok"
 
 
 def _verify_metadata(bundle: Path, schema: Path) -> str:
