@@ -79,13 +79,9 @@ SMOKE = {
         "images": None,
     },
 }
-# overlays and the config they modify; multi_gpu_train needs torchrun on GPUs, so it is checked statically only
-OVERLAYS = {
-    "evaluate.yaml": "train.yaml",
-    "multi_gpu_train.yaml": "train.yaml",
-    "export.yaml": "train.yaml",
-    "brain_mri.yaml": "train.yaml",  # pretrain_ssl's brain MRI recipe
-}
+# the configs that stand alone; every other one (evaluate, multi_gpu_train, export, brain_mri, ...) is an overlay of
+# train.yaml. multi_gpu_train needs torchrun on GPUs, so it is checked statically only
+COMPLETE_CONFIGS = ("train.yaml", "inference.yaml")
 _FLOAT_AS_STRING = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")  # YAML 1.1 reads 1e-4 as a string
 _HASH_TYPES = {"md5", "sha1", "sha256", "sha512"}
 
@@ -159,7 +155,7 @@ def check_style(bundle: Path) -> str:
 
 def _config_files(bundle: Path, name: str) -> list[str]:
     configs = bundle / "configs"
-    return [str(configs / OVERLAYS[name]), str(configs / name)] if name in OVERLAYS else [str(configs / name)]
+    return [str(configs / name)] if name in COMPLETE_CONFIGS else [str(configs / "train.yaml"), str(configs / name)]
 
 
 def check_references(bundle: Path) -> str:
