@@ -1,6 +1,7 @@
 """
 The field on real hippocampus: XLSTMUNet beside its ablation without mLSTM blocks and MONAI's UNet and SegResNet
-(UNETR on request), k-fold on an MSD Task04 folder, everything else equal.
+(UNETR, and variants of XLSTMUNet that each change one thing, on request), k-fold on an MSD Task04 folder,
+everything else equal.
 
 Every network trains through brain_hippocampus's own train.yaml (only ``network_def`` differs) for the same number of
 steps with the same schedule, and is scored by its evaluate.yaml (Dice and HD95 per structure, on the original
@@ -57,6 +58,9 @@ def _networks(scale: str) -> dict[str, dict]:
         "UNet": {"network_def": UNET},
         "SegResNet": {"network_def": SEGRESNET},
         "UNETR": {"network_def": UNETR},
+        # one change each to the XLSTMUNet above, to measure what each does
+        "XLSTMUNet-feature16": {**xlstm, "network_def#feature_size": 16},  # a decoder twice as wide
+        "XLSTMUNet-patch4": {**xlstm, "network_def#patch_size": 4},  # 4^3 patches: 8x the tokens, 2 decoder stages
     }
 
 

@@ -1,0 +1,47 @@
+"""The hippocampus field benchmark: each variant changes one thing, every network builds from the bundle's config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from tests.bundles.helpers import config_path
+from xlstm_monai.bench.hippocampus import NETWORKS, _networks, format_report
+
+
+def _changed(name: str) -> dict:
+    """The overrides in which a network differs from the CPU XLSTMUNet."""
+    reference, mine = _networks("cpu")["XLSTMUNet"], _networks("cpu")[name]
+    return {k: v for k, v in mine.items() if reference.get(k) != v}
+
+
+@pytest.mark.parametrize("name", [n for n in NETWORKS if n.startswith("XLSTMUNet-")])
+def test_each_xlstmunet_variant_changes_exactly_one_setting(name):
+    assert len(_changed(name)) == 1, _changed(name)
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_every_network_builds_from_the_bundle_config_and_segments_a_crop(name):
+    parser = ConfigParser()
+    parser.read_config(config_path("brain_hippocampus", "train.yaml"))
+    parser.update(_networks("cpu")[name])
+    network = parser.get_parsed_content("network_def").eval()
+    with torch.no_grad():
+        out = network(torch.rand(1, 1, *parser.get_parsed_content("roi_size")))
+    assert out.shape == (1, 3, 48, 64, 48)
+    mlstm = sum(p.numel() for n, p in network.named_parameters() if "mlstm" in n)
+    assert (mlstm == 0) == (name not in ("XLSTMUNet", "XLSTMUNet-feature16", "XLSTMUNet-patch4"))
+
+
+def test_the_report_pairs_each_network_with_xlstmunet_fold_by_fold():
+    runs = [
+        {"network": "XLSTMUNet", "fold": 0, "dice": 0.80, "hd95": 2.0, "learning_rate": 0.01, "train_minutes": 5},
+        {"network": "XLSTMUNet", "fold": 1, "dice": 0.90, "hd95": 1.0, "learning_rate": 0.01, "train_minutes": 5},
+        {"network": "UNet", "fold": 1, "dice": 0.88, "hd95": 1.5, "learning_rate": 0.003, "train_minutes": 4},
+        {"network": "UNet", "fold": 0, "dice": 0.84, "hd95": 2.5, "learning_rate": 0.003, "train_minutes": 4},
+    ]
+    table = format_report({"runs": runs}).splitlines()
+    unet = next(line for line in table if line.startswith("| UNet "))
+    assert "0.860 +- 0.028" in unet  # mean +- sd of 0.84 and 0.88
+    assert "+1.0 +- 4.2" in unet  # paired differences +4 and -2 points, not the difference of the means alone
