@@ -45,3 +45,8 @@ def test_the_report_pairs_each_network_with_xlstmunet_fold_by_fold():
     unet = next(line for line in table if line.startswith("| UNet "))
     assert "0.860 +- 0.028" in unet  # mean +- sd of 0.84 and 0.88
     assert "+1.0 +- 4.2" in unet  # paired differences +4 and -2 points, not the difference of the means alone
+
+
+def test_a_report_without_xlstmunet_leaves_the_paired_column_empty():
+    runs = [{"network": "UNet", "fold": 0, "dice": 0.84, "hd95": 2.5, "learning_rate": 0.003, "train_minutes": 4}]
+    assert "nan" not in format_report({"runs": runs})

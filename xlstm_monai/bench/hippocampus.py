@@ -138,7 +138,8 @@ def benchmark_hippocampus(
                 progress.update()
     report = {
         "command": f"xlstm-monai bench hippocampus --scale {scale} --folds {','.join(map(str, folds))} "
-        f"--networks {','.join(networks)} --iterations {settings['iterations']}",
+        f"--networks {','.join(networks)} --iterations {settings['iterations']} "
+        f"--learning_rates {','.join(f'{lr:g}' for lr in grid)}",
         "data": str(source),
         "settings": {**settings, "learning_rate_grid": list(grid), "tune_fold": tune_fold, "networks": chosen_networks},
         "learning_rate_choice": {"chosen": chosen, "runs": tuning},
@@ -170,7 +171,7 @@ def format_report(report: dict) -> str:
         diffs = [100 * (r["dice"] - reference[r["fold"]]) for r in mine if r["fold"] in reference]
         diff = (
             f"{np.mean(diffs):+.1f} +- {np.std(diffs, ddof=1) if len(diffs) > 1 else 0:.1f}"
-            if name != REFERENCE
+            if name != REFERENCE and diffs
             else ""
         )
         lines.append(
