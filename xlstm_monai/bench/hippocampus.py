@@ -61,6 +61,8 @@ def _networks(scale: str) -> dict[str, dict]:
         # one change each to the XLSTMUNet above, to measure what each does
         "XLSTMUNet-feature16": {**xlstm, "network_def#feature_size": 16},  # a decoder twice as wide
         "XLSTMUNet-patch4": {**xlstm, "network_def#patch_size": 4},  # 4^3 patches: 8x the tokens, 2 decoder stages
+        # the ablation at the wider decoder: do the blocks pay there?
+        "XLSTMUNet-noblocks-feature16": {**xlstm, "network_def#token_mixer": "none", "network_def#feature_size": 16},
     }
 
 
