@@ -88,7 +88,15 @@ def find_encoder(network: nn.Module) -> XLSTMEncoder:
 
 
 # settings that decide the weights' shapes; the rest (img_size, tokens) are resized or reported per key
-_ARCHITECTURE_KEYS = ("in_channels", "patch_size", "embed_dim", "depth", "num_heads")
+_ARCHITECTURE_KEYS = (
+    "in_channels",
+    "patch_size",
+    "embed_dim",
+    "depth",
+    "num_heads",
+    "qk_conv_kernel_size",
+    "layer_scale",
+)
 
 
 def _load(checkpoint: str | os.PathLike | Mapping) -> Mapping:

@@ -67,6 +67,8 @@ class XLSTMEncoder(nn.Module):
         chunk_size: int = 64,
         use_checkpoint: bool = False,
         token_mixer: str = "mlstm",
+        qk_conv_kernel_size: int = 0,
+        layer_scale_init: float | None = None,
         spatial_dims: int = 3,
     ) -> None:
         """
@@ -93,6 +95,9 @@ class XLSTMEncoder(nn.Module):
             use_checkpoint: use gradient checkpointing per block to save memory. Defaults to False.
             token_mixer: "mlstm", or "none" for the ablation that keeps everything but the mLSTM blocks (each
                 block passes its tokens through unchanged), to measure what the blocks add. Defaults to "mlstm".
+            qk_conv_kernel_size: kernel size of a depthwise convolution of the token grid from which each block
+                reads its queries and keys, 0 for none (see :class:`MLSTMScanBlock`). Defaults to 0.
+            layer_scale_init: initial LayerScale of the blocks' residual branches, None for none. Defaults to None.
             spatial_dims: number of spatial dims. Defaults to 3.
 
         Examples::
@@ -130,6 +135,7 @@ class XLSTMEncoder(nn.Module):
             raise ValueError(f"img_size {img_size} should be a multiple of patch_size {self.patch_size}.")
         self.ref_grid = tuple(s // p for s, p in zip(img_size, self.patch_size))
         self.depth, self.num_heads, self.num_cls_tokens = depth, num_heads, num_cls_tokens
+        self.qk_conv_kernel_size, self.layer_scale_init = qk_conv_kernel_size, layer_scale_init
         self.out_indices = self._resolve_out_indices(out_indices, depth)
         self.use_checkpoint = use_checkpoint
 
@@ -161,6 +167,9 @@ class XLSTMEncoder(nn.Module):
                     mlstm_kernel=mlstm_kernel,
                     chunk_size=chunk_size,
                     kernel_dtype=kernel_dtype,
+                    qk_conv_kernel_size=qk_conv_kernel_size,
+                    layer_scale_init=layer_scale_init,
+                    spatial_dims=spatial_dims,
                 )
             )
         self.norm = nn.LayerNorm(embed_dim)
@@ -192,6 +201,8 @@ class XLSTMEncoder(nn.Module):
             "num_heads": self.num_heads,
             "num_cls_tokens": self.num_cls_tokens,
             "mask_token": self.mask_token is not None,
+            "qk_conv_kernel_size": self.qk_conv_kernel_size,
+            "layer_scale": self.layer_scale_init is not None,
             "spatial_dims": self.spatial_dims,
         }
 

@@ -146,6 +146,8 @@ class XLSTMUNet(nn.Module):
         num_cls_tokens: int = 0,
         mask_token: bool = False,
         token_mixer: str = "mlstm",
+        qk_conv_kernel_size: int = 0,
+        layer_scale_init: float | None = None,
         spatial_dims: int = 3,
     ) -> None:
         """
@@ -176,6 +178,9 @@ class XLSTMUNet(nn.Module):
             mask_token: a mask token in the encoder, for masked pretraining. Defaults to False.
             token_mixer: "mlstm", or "none" for the ablation without mLSTM blocks (see :class:`XLSTMEncoder`).
                 Defaults to "mlstm".
+            qk_conv_kernel_size: depthwise convolution before each block's q/k, 0 for none (see
+                :class:`XLSTMEncoder`). Defaults to 0.
+            layer_scale_init: initial LayerScale of the blocks' residual branches, None for none. Defaults to None.
             spatial_dims: number of spatial dims. Defaults to 3.
 
         Examples::
@@ -221,6 +226,8 @@ class XLSTMUNet(nn.Module):
             chunk_size=chunk_size,
             use_checkpoint=use_checkpoint,
             token_mixer=token_mixer,
+            qk_conv_kernel_size=qk_conv_kernel_size,
+            layer_scale_init=layer_scale_init,
             spatial_dims=spatial_dims,
         )
         self.decoder = XLSTMUNetDecoder(

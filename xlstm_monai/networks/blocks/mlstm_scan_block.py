@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from enum import Enum
 
 import torch
-from monai.networks.layers import DropPath
+from monai.networks.layers import Conv, DropPath
 from torch import nn
+from torch.nn import functional as F
+from xlstm.xlstm_large.components import soft_cap
 from xlstm.xlstm_large.model import mLSTMBlock, xLSTMLargeConfig
 
 from .mlstm_kernel import MLSTMKernel
@@ -68,6 +70,12 @@ class MLSTMScanBlock(mLSTMBlock):
     the class tokens are appended at the end of the scan so that, under the causal recurrence, they read the
     whole volume in every block. Residual branches get stochastic depth.
 
+    Two options, off by default, change the block the way Vision-LSTM's and DINOv2's do:
+    ``qk_conv_kernel_size`` computes queries and keys from a depthwise convolution of the normalised token grid
+    (Vision-LSTM's convolution before q/k, here in 3D and without causality: each token's key sees its neighbours),
+    values still from the tokens themselves; ``layer_scale_init`` multiplies each residual branch by a learned
+    per-channel scale that starts at this value (LayerScale), so that the stack starts close to the identity.
+
     Args:
         embed_dim: token dimension.
         num_heads: number of mLSTM heads; ``embed_dim`` must be divisible by ``2 * num_heads``.
@@ -78,6 +86,8 @@ class MLSTMScanBlock(mLSTMBlock):
         mlstm_kernel: kernel choice passed to :class:`MLSTMKernel`. Defaults to "auto".
         chunk_size: chunk length of the chunkwise kernel. Defaults to 64.
         kernel_dtype: kernel compute dtype under autocast. Defaults to "bfloat16".
+        qk_conv_kernel_size: kernel size of the depthwise convolution before q/k, 0 for none. Defaults to 0.
+        layer_scale_init: initial value of the residual branches' LayerScale, None for none. Defaults to None.
     """
 
     def __init__(
@@ -91,7 +101,12 @@ class MLSTMScanBlock(mLSTMBlock):
         mlstm_kernel: str | Mapping[str, str] = "auto",
         chunk_size: int = 64,
         kernel_dtype: str = "bfloat16",
+        qk_conv_kernel_size: int = 0,
+        layer_scale_init: float | None = None,
+        spatial_dims: int = 3,
     ) -> None:
+        if qk_conv_kernel_size < 0 or (qk_conv_kernel_size and qk_conv_kernel_size % 2 == 0):
+            raise ValueError(f"qk_conv_kernel_size should be 0 or odd, got {qk_conv_kernel_size}.")
         config = xLSTMLargeConfig(
             embedding_dim=embed_dim,
             num_heads=num_heads,
@@ -110,6 +125,15 @@ class MLSTMScanBlock(mLSTMBlock):
         self.fast_axis = fast_axis
         self.direction = direction
         self.drop_path = DropPath(dropout_path_rate) if dropout_path_rate > 0 else nn.Identity()
+        self.qk_conv = None
+        if qk_conv_kernel_size:
+            self.qk_conv = Conv[Conv.CONV, spatial_dims](
+                embed_dim, embed_dim, qk_conv_kernel_size, padding=qk_conv_kernel_size // 2, groups=embed_dim
+            )
+        self.layer_scale_mlstm = self.layer_scale_ffn = None
+        if layer_scale_init is not None:
+            self.layer_scale_mlstm = nn.Parameter(torch.full((embed_dim,), float(layer_scale_init)))
+            self.layer_scale_ffn = nn.Parameter(torch.full((embed_dim,), float(layer_scale_init)))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -141,6 +165,28 @@ class MLSTMScanBlock(mLSTMBlock):
         inverse = [perm.index(d) for d in range(len(perm))]
         return seq.reshape(permuted_shape).permute(inverse)  # (B, *S, C)
 
+    def _mlstm_conv_qk(self, x: torch.Tensor, x_qk: torch.Tensor) -> torch.Tensor:
+        """
+        The mLSTM layer of ``xlstm_large`` (single weight mode) with queries and keys read from ``x_qk``
+        instead of ``x``; (B, S, C) -> (B, S, C).
+        """
+        layer, num_heads = self.mlstm_layer, self.config.num_heads
+        batch, length, _ = x.shape
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.reshape(batch, length, num_heads, -1).transpose(1, 2)  # (B, NH, S, DH)
+
+        gate_cap = self.config.gate_soft_cap
+        h, _ = layer.mlstm_backend(
+            q=heads(layer.q(x_qk)),
+            k=heads(layer.k(x_qk)),
+            v=heads(layer.v(x)),
+            i=soft_cap(layer.igate_preact(x), cap_value=gate_cap).transpose(1, 2),
+            f=soft_cap(layer.fgate_preact(x), cap_value=gate_cap).transpose(1, 2),
+        )  # (B, NH, S, DH)
+        h = layer.multihead_norm(h.transpose(1, 2)).reshape(batch, length, -1)
+        return layer.out_proj(layer.ogate_act_fn(layer.ogate_preact(x)) * h)
+
     def forward(self, grid: torch.Tensor, cls_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
         """
         Args:
@@ -152,9 +198,20 @@ class MLSTMScanBlock(mLSTMBlock):
         seq, perm = self._to_sequence(grid)  # (B, N, C)
         num_patches = seq.shape[1]
         x = torch.cat([seq, cls_tokens], dim=1)  # (B, N + T, C)
-        h, _ = self.mlstm_layer(self.norm_mlstm(x))
+        x_norm = self.norm_mlstm(x)
+        if self.qk_conv is None:
+            h, _ = self.mlstm_layer(x_norm)
+        else:
+            normed_grid = self._to_grid(x_norm[:, :num_patches], grid, perm).movedim(-1, 1)  # (B, C, *spatial)
+            conv_seq, _ = self._to_sequence(F.silu(self.qk_conv(normed_grid)).movedim(1, -1))  # (B, N, C)
+            h = self._mlstm_conv_qk(x_norm, torch.cat([conv_seq, x_norm[:, num_patches:]], dim=1))
+        if self.layer_scale_mlstm is not None:
+            h = h * self.layer_scale_mlstm
         x = x + self.drop_path(h)
-        x = x + self.drop_path(self.ffn(self.norm_ffn(x)))
+        f = self.ffn(self.norm_ffn(x))
+        if self.layer_scale_ffn is not None:
+            f = f * self.layer_scale_ffn
+        x = x + self.drop_path(f)
         return self._to_grid(x[:, :num_patches], grid, perm), x[:, num_patches:]
 
     def extra_repr(self) -> str:
