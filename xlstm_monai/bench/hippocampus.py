@@ -63,6 +63,18 @@ def _networks(scale: str) -> dict[str, dict]:
         "XLSTMUNet-patch4": {**xlstm, "network_def#patch_size": 4},  # 4^3 patches: 8x the tokens, 2 decoder stages
         # the ablation at the wider decoder: do the blocks pay there?
         "XLSTMUNet-noblocks-feature16": {**xlstm, "network_def#token_mixer": "none", "network_def#feature_size": 16},
+        # changes to the blocks, at the wider decoder: q/k from a depthwise 3^3 convolution of the token grid, and
+        # residual branches that start near zero (LayerScale), so that the network starts as the ablation
+        "XLSTMUNet-feature16-qkconv": {
+            **xlstm,
+            "network_def#feature_size": 16,
+            "network_def#qk_conv_kernel_size": 3,
+        },
+        "XLSTMUNet-feature16-layerscale": {
+            **xlstm,
+            "network_def#feature_size": 16,
+            "network_def#layer_scale_init": 1.0e-5,
+        },
     }
 
 
