@@ -40,6 +40,19 @@ def test_encoder_loads_into_classifier_with_zero_missing_keys(tmp_path):
     torch.testing.assert_close(net.encoder.cls_token, encoder.cls_token)
 
 
+def test_a_qk_conv_export_loads_into_the_same_blocks_and_names_the_setting_otherwise(tmp_path):
+    torch.manual_seed(1)
+    encoder = XLSTMEncoder(img_size=32, num_cls_tokens=1, qk_conv_kernel_size=3, **TINY)
+    path = tmp_path / "encoder.pt"
+    torch.save({"state_dict": encoder.state_dict(), "hyper_parameters": encoder.hyper_parameters()}, path)
+    net = XLSTMClassifier(1, 2, img_size=32, qk_conv_kernel_size=3, **TINY)
+    report = load_pretrained_encoder(net, path)
+    assert report.missing == [] and report.unexpected == []
+    torch.testing.assert_close(net.encoder.blocks[1].qk_conv.weight, encoder.blocks[1].qk_conv.weight)
+    with pytest.raises(ValueError, match="qk_conv_kernel_size: checkpoint 3 vs network 0"):
+        load_pretrained_encoder(XLSTMClassifier(1, 2, img_size=32, **TINY), path)
+
+
 def test_ssl_checkpoint_keys_are_mapped_and_heads_dropped():
     torch.manual_seed(0)
     teacher = XLSTMEncoder(img_size=32, **TINY)

@@ -47,6 +47,8 @@ class XLSTMClassifier(nn.Module):
         kernel_dtype: str = "bfloat16",
         chunk_size: int = 64,
         use_checkpoint: bool = False,
+        qk_conv_kernel_size: int = 0,
+        layer_scale_init: float | None = None,
         spatial_dims: int = 3,
     ) -> None:
         """
@@ -70,6 +72,9 @@ class XLSTMClassifier(nn.Module):
             kernel_dtype: compute dtype of the mLSTM kernel under autocast. Defaults to "bfloat16".
             chunk_size: chunk length of the chunkwise kernels. Defaults to 64.
             use_checkpoint: gradient checkpointing in the encoder. Defaults to False.
+            qk_conv_kernel_size: depthwise convolution before each block's q/k, 0 for none (see
+                :class:`XLSTMEncoder`). Defaults to 0.
+            layer_scale_init: initial LayerScale of the blocks' residual branches, None for none. Defaults to None.
             spatial_dims: number of spatial dims. Defaults to 3.
 
         Examples::
@@ -102,6 +107,8 @@ class XLSTMClassifier(nn.Module):
             kernel_dtype=kernel_dtype,
             chunk_size=chunk_size,
             use_checkpoint=use_checkpoint,
+            qk_conv_kernel_size=qk_conv_kernel_size,
+            layer_scale_init=layer_scale_init,
             spatial_dims=spatial_dims,
         )
         head_in = embed_dim * (2 if self.pooling == "cls_avg" else 1)
