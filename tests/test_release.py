@@ -101,9 +101,9 @@ def test_version_without_changelog_entry_is_caught(tmp_path):
     bundle = _copy_bundle(tmp_path)
     meta_file = bundle / "configs" / "metadata.json"
     meta = json.loads(meta_file.read_text())
-    meta["version"] = "0.2.0"
+    meta["version"] = "9.0.0"
     meta_file.write_text(json.dumps(meta, indent=4) + "\n")
-    with pytest.raises(ValueError, match="0.2.0 has no changelog entry"):
+    with pytest.raises(ValueError, match="9.0.0 has no changelog entry"):
         check_version(bundle)
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from ignite.engine import Events
 
-from tests.bundles.helpers import run_workflow
+from tests.bundles.helpers import load_yaml, run_workflow
 from xlstm_monai.networks import XLSTMClassifier, XLSTMEncoder, XLSTMUNet, load_pretrained_encoder
 from xlstm_monai.presets import TINY, overrides
 from xlstm_monai.ssl import (
@@ -19,6 +19,8 @@ from xlstm_monai.ssl import (
 )
 
 TINY_ENCODER = overrides(TINY, prefix="encoder_def")
+# the block setting of the bundles' encoder that TINY leaves at the bundles' value: downstream networks share it
+BLOCKS = {"qk_conv_kernel_size": load_yaml("pretrain_ssl", "train.yaml")["encoder_def"]["qk_conv_kernel_size"]}
 FAST = {
     **TINY_ENCODER,
     "num_phantoms": 6,
@@ -94,13 +96,15 @@ def test_export_loads_into_unet_and_classifier_with_zero_missing_keys(pretrained
     root, _, _ = pretrained
     export = root / "models" / "encoder.pt"
     assert (root / "models" / "encoder.json").is_file()
-    small = dict(TINY)
+    small = {**TINY, **BLOCKS}
     unet = load_pretrained_encoder(XLSTMUNet(1, 8, img_size=96, **small), export)
     classifier = load_pretrained_encoder(XLSTMClassifier(1, 2, img_size=64, **small), export)
     assert unet.missing == [] and unet.mismatched == [] and unet.unexpected == ["cls_token", "mask_token"]
     assert classifier.missing == [] and classifier.unexpected == ["mask_token"]
     with pytest.raises(ValueError, match="embed_dim: checkpoint 48 vs network 384"):
         load_pretrained_encoder(XLSTMUNet(1, 8), export)
+    with pytest.raises(ValueError, match="qk_conv_kernel_size: checkpoint"):
+        load_pretrained_encoder(XLSTMUNet(1, 8, img_size=96, **{**small, "qk_conv_kernel_size": 0}), export)
 
 
 @pytest.mark.slow
@@ -238,7 +242,7 @@ def test_a_probe_on_the_frozen_teacher_beats_the_same_probe_on_a_random_encoder(
     scores = {}
     for start in ("random", "pretrained"):
         torch.manual_seed(0)
-        encoder = XLSTMEncoder(img_size=32, num_cls_tokens=1, mask_token=True, **TINY).eval()
+        encoder = XLSTMEncoder(img_size=32, num_cls_tokens=1, mask_token=True, **TINY, **BLOCKS).eval()
         if start == "pretrained":
             load_pretrained_encoder(encoder, root / "models" / "encoder.pt")
         scores[start] = probe_r2(encoder)
