@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from monai.bundle import ConfigParser
@@ -32,6 +35,8 @@ def test_every_network_builds_from_the_bundle_config_and_segments_a_crop(name):
     assert out.shape == (1, 3, 48, 64, 48)
     mlstm = sum(p.numel() for n, p in network.named_parameters() if "mlstm" in n)
     assert (mlstm == 0) == ("noblocks" in name or not name.startswith("XLSTMUNet"))
+    qk_conv = sum(p.numel() for n, p in network.named_parameters() if "qk_conv" in n)
+    assert (qk_conv > 0) == (mlstm > 0 and "noqkconv" not in name)  # the bundles' blocks unless the name says not
 
 
 def test_the_report_pairs_each_network_with_xlstmunet_fold_by_fold():
@@ -50,3 +55,31 @@ def test_the_report_pairs_each_network_with_xlstmunet_fold_by_fold():
 def test_a_report_without_xlstmunet_leaves_the_paired_column_empty():
     runs = [{"network": "UNet", "fold": 0, "dice": 0.84, "hd95": 2.5, "learning_rate": 0.003, "train_minutes": 4}]
     assert "nan" not in format_report({"runs": runs})
+
+
+def test_a_unit_records_the_bundle_version_and_is_read_back_not_rerun(tmp_path, monkeypatch):
+    from xlstm_monai.bench import hippocampus_runs
+
+    calls = []
+
+    def fake_workflow(bundle, configs, workflow_type, **overrides):
+        calls.append(configs)
+        if "evaluate.yaml" in configs:
+            out = Path(overrides["bundle_root"]) / "eval"
+            out.mkdir(parents=True)
+            (out / "per_structure_metrics.csv").write_text(
+                "structure,val_mean_dice,val_hd95\nanterior,0.8,2.0\nposterior,0.9,1.0\n"
+            )
+
+    monkeypatch.setattr(hippocampus_runs, "run_workflow", fake_workflow)
+    datalist = tmp_path / "fold0.json"
+    datalist.write_text(json.dumps({"training": [{"fold": f % 5} for f in range(10)]}))
+    version = json.loads(Path(config_path("brain_hippocampus", "metadata.json")).read_text())["version"]
+
+    def unit():
+        return hippocampus_runs.train_and_evaluate(tmp_path / "unit", tmp_path, datalist, 0, 8, 2, 0.01)
+
+    first = unit()
+    assert first["bundle_version"] == version and first["dice"] == pytest.approx(0.85)
+    assert first["iterations"] == 8 and first["labeled_cases"] == 8  # 2 epochs of 4 batches
+    assert unit() == first and len(calls) == 2  # read back from result.json, not trained again

@@ -50,31 +50,30 @@ UNETR = {
 
 
 def _networks(scale: str) -> dict[str, dict]:
-    """Overrides of each network: the CPU recipe's small XLSTMUNet, or the bundle's default network on a GPU."""
-    xlstm = overrides(SMALL, feature_size=8) if scale == "cpu" else {}  # the CPU recipe of every hippocampus benchmark
+    """
+    Overrides of each network: the CPU recipe's small XLSTMUNet, or the bundle's default network on a GPU.
+
+    Every block setting that a variant compares is set explicitly, so a record's ``settings.networks`` says what ran
+    whatever the bundle's defaults later become (the cache key is these overrides).
+    """
+    size = overrides(SMALL, feature_size=8) if scale == "cpu" else {}  # the CPU recipe of every hippocampus benchmark
+    qkconv, plain = {"network_def#qk_conv_kernel_size": 3}, {"network_def#qk_conv_kernel_size": 0}
+    xlstm = {**size, **qkconv}  # the bundles' blocks: q/k from a depthwise 3^3 convolution of the token grid
+    noblocks = {**size, "network_def#token_mixer": "none"}
     return {
         "XLSTMUNet": xlstm,
-        "XLSTMUNet-noblocks": {**xlstm, "network_def#token_mixer": "none"},
+        "XLSTMUNet-noblocks": noblocks,
         "UNet": {"network_def": UNET},
         "SegResNet": {"network_def": SEGRESNET},
         "UNETR": {"network_def": UNETR},
         # one change each to the XLSTMUNet above, to measure what each does
+        "XLSTMUNet-noqkconv": {**size, **plain},  # q/k from the tokens themselves (the plain mLSTM block)
         "XLSTMUNet-feature16": {**xlstm, "network_def#feature_size": 16},  # a decoder twice as wide
         "XLSTMUNet-patch4": {**xlstm, "network_def#patch_size": 4},  # 4^3 patches: 8x the tokens, 2 decoder stages
-        # the ablation at the wider decoder: do the blocks pay there?
-        "XLSTMUNet-noblocks-feature16": {**xlstm, "network_def#token_mixer": "none", "network_def#feature_size": 16},
-        # changes to the blocks, at the wider decoder: q/k from a depthwise 3^3 convolution of the token grid, and
-        # residual branches that start near zero (LayerScale), so that the network starts as the ablation
-        "XLSTMUNet-feature16-qkconv": {
-            **xlstm,
-            "network_def#feature_size": 16,
-            "network_def#qk_conv_kernel_size": 3,
-        },
-        "XLSTMUNet-feature16-layerscale": {
-            **xlstm,
-            "network_def#feature_size": 16,
-            "network_def#layer_scale_init": 1.0e-5,
-        },
+        "XLSTMUNet-layerscale": {**xlstm, "network_def#layer_scale_init": 1.0e-5},  # branches that start near zero
+        # the ablation and the plain block at the wider decoder: do the blocks pay there?
+        "XLSTMUNet-noblocks-feature16": {**noblocks, "network_def#feature_size": 16},
+        "XLSTMUNet-feature16-noqkconv": {**size, **plain, "network_def#feature_size": 16},
     }
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xlstm_monai.workflow import read_structure_metrics, run_workflow
+from xlstm_monai.workflow import bundle_path, read_structure_metrics, run_workflow
 
 __all__ = ["train_and_evaluate"]
 
@@ -70,8 +70,10 @@ def train_and_evaluate(
     minutes = (time.time() - began) / 60
     run_workflow("brain_hippocampus", ["train.yaml", "evaluate.yaml"], "train", **common)
     metrics = read_structure_metrics(root / "eval")
+    metadata = json.loads((bundle_path("brain_hippocampus") / "configs" / "metadata.json").read_text())
     result = {
         **(record or {}),
+        "bundle_version": metadata["version"],  # the defaults that the overrides were applied to
         "fold": fold,
         "seed": seed,
         "learning_rate": learning_rate,
