@@ -15,7 +15,7 @@ from xlstm_monai.phantoms import write_hippocampus_phantoms
 from xlstm_monai.presets import TINY, overrides
 
 BUNDLE = "brain_hippocampus"
-FAST = {**SMALL_UNET, "network_def#feature_size": 16, "num_workers": 0, "learning_rate": 3.0e-3, "warmup_epochs": 2}
+FAST = {**SMALL_UNET, "network_def#feature_size": 16, "num_workers": 0, "learning_rate": 1.0e-2, "warmup_epochs": 2}
 
 
 def _thirty_cases(tmp_path) -> tuple[str, str]:
@@ -36,7 +36,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp(BUNDLE)
     dataset_dir, datalist = _thirty_cases(root)
     common = {**FAST, "bundle_root": str(root), "dataset_dir": dataset_dir, "datalist": datalist}
-    run_workflow(BUNDLE, ["train.yaml"], "train", epochs=15, val_interval=15, **common)
+    run_workflow(BUNDLE, ["train.yaml"], "train", epochs=25, val_interval=25, **common)
     run_workflow(BUNDLE, ["train.yaml", "evaluate.yaml"], "train", **common)
     return root, common
 
