@@ -83,3 +83,27 @@ def test_a_unit_records_the_bundle_version_and_is_read_back_not_rerun(tmp_path, 
     assert first["bundle_version"] == version and first["dice"] == pytest.approx(0.85)
     assert first["iterations"] == 8 and first["labeled_cases"] == 8  # 2 epochs of 4 batches
     assert unit() == first and len(calls) == 2  # read back from result.json, not trained again
+
+
+def test_a_single_learning_rate_is_used_without_tuning_runs(tmp_path, monkeypatch):
+    from xlstm_monai.bench import hippocampus
+
+    (tmp_path / "dataset.json").write_text("{}")
+    trained = []
+
+    def fake_unit(root, source, datalist, fold, steps, batch_size, lr, overrides, record):
+        trained.append((record["network"], fold, steps, lr))
+        return {**record, "fold": fold, "dice": 0.8, "hd95": 2.0, "learning_rate": lr, "train_minutes": 1.0}
+
+    monkeypatch.setattr(hippocampus, "shared_dataset", lambda name, data_dir: tmp_path)
+    monkeypatch.setattr(hippocampus, "build_datalist", lambda *args, **kwargs: None)
+    monkeypatch.setattr(hippocampus, "train_and_evaluate", fake_unit)
+    common = {"folds": (0, 1), "networks": ("XLSTMUNet", "UNet"), "work_dir": str(tmp_path / "work")}
+
+    single = hippocampus.benchmark_hippocampus(learning_rates=(0.01,), output=str(tmp_path / "one.json"), **common)
+    assert sorted(trained) == sorted((n, f, 600, 0.01) for n in ("XLSTMUNet", "UNet") for f in (0, 1))
+    assert single["learning_rate_choice"] == {"chosen": {"XLSTMUNet": 0.01, "UNet": 0.01}, "runs": []}
+
+    trained.clear()
+    hippocampus.benchmark_hippocampus(learning_rates=(0.003, 0.01), output=str(tmp_path / "two.json"), **common)
+    assert sum(fold == 4 and steps == 300 for _, fold, steps, _ in trained) == 4  # two rates per network on fold 4

@@ -112,3 +112,26 @@ def test_default_config_reads_an_msd_task_unchanged(tmp_path):
     built = default_datalist(tmp_path, task)
     assert built.startswith(str(tmp_path / "data" / "datalists")) and json.loads(open(built).read())["num_folds"] == 5
     assert not (tmp_path / "data" / "phantoms_hippocampus").exists()
+
+
+def test_deep_supervision_trains_and_evaluates_through_the_bundle_configs(tmp_path):
+    """One override turns it on: the loss takes the list, metrics and evaluation read the full-resolution output."""
+    import torch
+
+    task = tmp_path / "phantoms"
+    write_hippocampus_phantoms(str(task), 6, seed=1)
+    common = {
+        **overrides(TINY),
+        "network_def#deep_supervision": 2,
+        "bundle_root": str(tmp_path),
+        "dataset_dir": str(task),
+        "num_workers": 0,
+        "batch_size": 2,
+    }
+    run_workflow(BUNDLE, ["train.yaml"], "train", epochs=2, val_interval=2, warmup_epochs=1, **common)
+    state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu")
+    assert sum(k.startswith("decoder.deep_supervision_heads.") for k in state) == 4  # 1/2 and 1/4 stage heads
+    run_workflow(BUNDLE, ["train.yaml", "evaluate.yaml"], "train", **common)
+    metrics = read_structure_metrics(tmp_path / "eval")
+    assert set(metrics) == {"anterior", "posterior"}
+    assert all(0.0 <= m["val_mean_dice"] <= 1.0 for m in metrics.values())

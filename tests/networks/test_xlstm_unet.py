@@ -93,3 +93,42 @@ def test_the_ablation_without_mlstm_blocks_keeps_everything_else():
     embedded, _ = ablated.encoder.embed(x)
     torch.testing.assert_close(tokens.hidden_states[0].flatten(2).transpose(1, 2), embedded)  # blocks pass through
     assert ablated(x).shape == full(x).shape == (1, 3, 32, 32, 32)
+
+
+def test_deep_supervision_adds_coarser_predictions_in_training_only():
+    """Training returns the full-resolution logits first, then the 1/2 and 1/4 stages; eval returns one tensor."""
+    torch.manual_seed(0)
+    net = XLSTMUNet(1, 3, img_size=32, feature_size=4, deep_supervision=2, **TINY)
+    x = torch.randn(2, 1, 32, 48, 32)
+    outputs = net.train()(x)
+    assert [tuple(o.shape) for o in outputs] == [(2, 3, 32, 48, 32), (2, 3, 16, 24, 16), (2, 3, 8, 12, 8)]
+    with torch.no_grad():
+        single = net.eval()(x)
+    assert torch.is_tensor(single) and single.shape == (2, 3, 32, 48, 32)
+
+
+def test_deep_supervision_trains_every_head_through_monais_loss():
+    from monai.losses import DeepSupervisionLoss, DiceCELoss
+
+    torch.manual_seed(0)
+    net = XLSTMUNet(1, 3, img_size=32, feature_size=4, deep_supervision=2, **TINY).train()
+    label = torch.randint(0, 3, (2, 1, 32, 32, 32)).float()
+    loss = DeepSupervisionLoss(DiceCELoss(to_onehot_y=True, softmax=True), weight_mode="exp")
+    loss(net(torch.randn(2, 1, 32, 32, 32)), label).backward()
+    heads = [n for n, p in net.named_parameters() if n.startswith("decoder.deep_supervision_heads")]
+    assert len(heads) == 4  # a 1x1x1 convolution's weight and bias per head
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in net.named_parameters() if n in heads)
+
+
+@pytest.mark.parametrize("levels", [-1, 3])
+def test_deep_supervision_beyond_the_decoder_raises(levels):
+    with pytest.raises(ValueError, match="deep_supervision should be between 0 and 2"):
+        XLSTMUNet(1, 3, img_size=32, feature_size=4, deep_supervision=levels, **TINY)
+
+
+def test_full_resolution_output_picks_the_first_of_a_list():
+    from xlstm_monai.networks import full_resolution_output
+
+    fine, coarse = torch.zeros(3, 8, 8, 8), torch.ones(3, 4, 4, 4)
+    assert full_resolution_output([fine, coarse]) is fine
+    assert full_resolution_output(coarse) is coarse

@@ -74,6 +74,13 @@ def _networks(scale: str) -> dict[str, dict]:
         # the ablation and the plain block at the wider decoder: do the blocks pay there?
         "XLSTMUNet-noblocks-feature16": {**noblocks, "network_def#feature_size": 16},
         "XLSTMUNet-feature16-noqkconv": {**size, **plain, "network_def#feature_size": 16},
+        # the 1/2 and 1/4 decoder stages also fitted to the labels (DeepSupervisionLoss), with and without blocks
+        "XLSTMUNet-feature16-deepsup": {**xlstm, "network_def#feature_size": 16, "network_def#deep_supervision": 2},
+        "XLSTMUNet-noblocks-feature16-deepsup": {
+            **noblocks,
+            "network_def#feature_size": 16,
+            "network_def#deep_supervision": 2,
+        },
     }
 
 
@@ -104,7 +111,7 @@ def benchmark_hippocampus(
             bundle's default network, a GPU).
         iterations: optimiser steps of every run; default the scale's.
         learning_rates: the grid each network's learning rate is chosen from on ``tune_fold`` (with the scale's
-            ``tune_iterations``).
+            ``tune_iterations``); a single rate is every network's, without tuning runs.
     """
     if tune_fold in folds:
         raise ValueError(f"the tuning fold {tune_fold} must not be a reported fold {tuple(folds)}")
@@ -141,10 +148,13 @@ def benchmark_hippocampus(
     total = len(networks) * (len(grid) + len(folds))
     with tqdm(total=total, desc="hippocampus field", unit="run") as progress:
         for name in networks:
-            tried = [unit(name, tune_fold, settings["tune_iterations"], lr) for lr in grid]
+            if len(grid) == 1:  # nothing to choose: no tuning run
+                chosen[name] = grid[0]
+            else:
+                tried = [unit(name, tune_fold, settings["tune_iterations"], lr) for lr in grid]
+                tuning += tried
+                chosen[name] = max(tried, key=lambda r: r["dice"])["learning_rate"]
             progress.update(len(grid))
-            tuning += tried
-            chosen[name] = max(tried, key=lambda r: r["dice"])["learning_rate"]
             for fold in folds:
                 runs.append(unit(name, fold, settings["iterations"], chosen[name]))
                 progress.set_postfix_str(f"{name} fold {fold}: Dice {runs[-1]['dice']:.3f}")

@@ -22,4 +22,4 @@ from .pretrained import (
 )
 from .xlstm_classifier import POOLING_MODES, XLSTMClassifier, XlstmClassifier
 from .xlstm_encoder import XLSTMEncoder, XLSTMEncoderOutput, filter_xlstm_ssl
-from .xlstm_unet import XLSTMUNet, XlstmUNet, XLSTMUNetDecoder
+from .xlstm_unet import XLSTMUNet, XlstmUNet, XLSTMUNetDecoder, full_resolution_output

@@ -232,10 +232,13 @@ def load_pretrained(
 
 
 def _output_layer(network: nn.Module) -> nn.Module | None:
-    """The layer a pretrain_ssl export never provides: XLSTMUNet's decoder output block, XLSTMClassifier's head."""
+    """
+    The layers a pretrain_ssl export never provides: XLSTMUNet's decoder output blocks (with its deep supervision
+    heads), XLSTMClassifier's head.
+    """
     decoder = getattr(network, "decoder", None)
     if decoder is not None and hasattr(decoder, "out"):
-        return decoder.out
+        return nn.ModuleList([decoder.out, *getattr(decoder, "deep_supervision_heads", [])])
     return getattr(network, "head", None)
 
 

@@ -21,7 +21,17 @@ from torch import nn
 
 from .xlstm_encoder import XLSTMEncoder, XLSTMEncoderOutput
 
-__all__ = ["XLSTMUNet", "XLSTMUNetDecoder", "XlstmUNet"]
+__all__ = ["XLSTMUNet", "XLSTMUNetDecoder", "XlstmUNet", "full_resolution_output"]
+
+
+def full_resolution_output(pred: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """
+    The full-resolution prediction of a network that may be deeply supervised: the first of the list that
+    :class:`XLSTMUNet` (like MONAI's SegResNetDS) returns in training with ``deep_supervision``, or the prediction
+    itself. The first transform of a training post-processing, so that metrics read one prediction whichever network
+    trains; MONAI's ``DeepSupervisionLoss`` reads the whole list.
+    """
+    return pred[0] if isinstance(pred, (list, tuple)) else pred
 
 
 class XLSTMUNetDecoder(nn.Module):
@@ -40,6 +50,9 @@ class XLSTMUNetDecoder(nn.Module):
         feature_size: channels of the full-resolution stage, doubled at each coarser stage.
         norm_name: normalisation of the convolution blocks.
         res_block: residual convolution blocks.
+        deep_supervision: how many coarser decoder stages also predict ``out_channels`` in training (0 for none,
+            at most log2(patch_size) - 1); their logits come after the full-resolution ones, at their own
+            resolution (1/2, 1/4, ...), for MONAI's ``DeepSupervisionLoss``.
         spatial_dims: number of spatial dims.
     """
 
@@ -53,10 +66,16 @@ class XLSTMUNetDecoder(nn.Module):
         feature_size: int = 16,
         norm_name: tuple | str = "instance",
         res_block: bool = True,
+        deep_supervision: int = 0,
         spatial_dims: int = 3,
     ) -> None:
         super().__init__()
         num_stages = int(round(math.log2(patch_size)))
+        if not 0 <= deep_supervision < num_stages:
+            raise ValueError(
+                f"deep_supervision should be between 0 and {num_stages - 1} (decoder stages below full resolution "
+                f"with {patch_size}^3 patches), got {deep_supervision}."
+            )
         self.patch_size = ensure_tuple_rep(patch_size, spatial_dims)
         self.skip_sources = list(skip_sources)
         self.feature_size = feature_size
@@ -94,12 +113,20 @@ class XLSTMUNetDecoder(nn.Module):
             ]
         )
         self.out = UnetOutBlock(spatial_dims, channels[0], out_channels)
+        # heads of the 1/2, 1/4, ... resolution stages: trained with the network, unused at inference
+        self.deep_supervision_heads = nn.ModuleList(
+            [UnetOutBlock(spatial_dims, channels[s], out_channels) for s in range(1, deep_supervision + 1)]
+        )
 
-    def forward(self, x_in: torch.Tensor, encoded: XLSTMEncoderOutput) -> torch.Tensor:
+    def forward(self, x_in: torch.Tensor, encoded: XLSTMEncoderOutput) -> torch.Tensor | list[torch.Tensor]:
         """
         Args:
             x_in: the image, (B, in_channels, *spatial).
             encoded: the encoder's output for it (or for a masked copy of it).
+
+        Returns:
+            the logits at input resolution; in training with deep supervision, the list of those and the coarser
+            stages' logits (finest first).
         """
         grid = [s // p for s, p in zip(x_in.shape[2:], self.patch_size)]
         bottom = encoded.tokens.transpose(1, 2).reshape(x_in.shape[0], -1, *grid)  # (B, C, *grid)
@@ -112,9 +139,12 @@ class XLSTMUNetDecoder(nn.Module):
                 feature = feature + from_tokens
             skips.append(feature)
         out = self.bottleneck(bottom)  # (B, channels[-1], *grid)
+        supervised = []
         for stage in reversed(range(len(self.decoders))):
             out = self.decoders[stage](out, skips[stage])  # (B, channels[stage], *spatial / 2**stage)
-        return self.out(out)
+            if self.training and 0 < stage <= len(self.deep_supervision_heads):
+                supervised.insert(0, self.deep_supervision_heads[stage - 1](out))
+        return [self.out(out), *supervised] if supervised else self.out(out)
 
 
 class XLSTMUNet(nn.Module):
@@ -148,6 +178,7 @@ class XLSTMUNet(nn.Module):
         token_mixer: str = "mlstm",
         qk_conv_kernel_size: int = 0,
         layer_scale_init: float | None = None,
+        deep_supervision: int = 0,
         spatial_dims: int = 3,
     ) -> None:
         """
@@ -181,6 +212,8 @@ class XLSTMUNet(nn.Module):
             qk_conv_kernel_size: depthwise convolution before each block's q/k, 0 for none (see
                 :class:`XLSTMEncoder`). Defaults to 0.
             layer_scale_init: initial LayerScale of the blocks' residual branches, None for none. Defaults to None.
+            deep_supervision: coarser decoder stages that also predict in training, 0 for none (see
+                :class:`XLSTMUNetDecoder`); in eval mode the network always returns one tensor. Defaults to 0.
             spatial_dims: number of spatial dims. Defaults to 3.
 
         Examples::
@@ -239,10 +272,11 @@ class XLSTMUNet(nn.Module):
             feature_size=feature_size,
             norm_name=norm_name,
             res_block=res_block,
+            deep_supervision=deep_supervision,
             spatial_dims=spatial_dims,
         )
 
-    def forward(self, x_in: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_in: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         return self.decoder(x_in, self.encoder(x_in))
 
 
