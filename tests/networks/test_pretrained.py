@@ -99,3 +99,11 @@ def test_discriminative_fine_tuning_slows_the_pretrained_body_only():
     assert {id(p) for p in head["params"]} == head_ids
     assert len(head["params"]) + len(body["params"]) == len(list(net.parameters()))
     assert not head_ids & {id(p) for p in body["params"]}
+
+
+def test_deep_supervision_heads_are_new_layers_at_the_full_rate():
+    net = XLSTMUNet(1, 3, img_size=32, feature_size=4, deep_supervision=2, **TINY)
+    head, body = fine_tuning_param_groups(net, 1e-2, 0.1)
+    new_layers = [net.decoder.out, *net.decoder.deep_supervision_heads]
+    assert {id(p) for p in head["params"]} == {id(p) for layer in new_layers for p in layer.parameters()}
+    assert len(head["params"]) + len(body["params"]) == len(list(net.parameters()))
