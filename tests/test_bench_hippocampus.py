@@ -50,6 +50,9 @@ def test_the_report_pairs_each_network_with_xlstmunet_fold_by_fold():
     unet = next(line for line in table if line.startswith("| UNet "))
     assert "0.860 +- 0.028" in unet  # mean +- sd of 0.84 and 0.88
     assert "+1.0 +- 4.2" in unet  # paired differences +4 and -2 points, not the difference of the means alone
+    against_unet = format_report({"runs": runs, "reference": "UNet"}).splitlines()
+    assert "Dice - UNet" in against_unet[0]
+    assert "-1.0 +- 4.2" in next(line for line in against_unet if line.startswith("| XLSTMUNet "))
 
 
 def test_a_report_without_xlstmunet_leaves_the_paired_column_empty():

@@ -148,6 +148,7 @@ class Bench:
         learning_rates=None,
         work_dir: str = "runs/hippocampus_field",
         output: str = "runs/hippocampus_field.json",
+        reference: str = "XLSTMUNet",
     ) -> None:
         """XLSTMUNet, its ablation without mLSTM blocks, UNet and SegResNet, k-fold on MSD Task04, all else equal."""
         from xlstm_monai.bench.hippocampus import benchmark_hippocampus
@@ -163,6 +164,7 @@ class Bench:
             iterations=iterations,
             work_dir=work_dir,
             output=output,
+            reference=reference,
             **{k: v for k, v in options.items() if v is not None},
         )
 
