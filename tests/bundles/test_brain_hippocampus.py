@@ -135,3 +135,19 @@ def test_deep_supervision_trains_and_evaluates_through_the_bundle_configs(tmp_pa
     metrics = read_structure_metrics(tmp_path / "eval")
     assert set(metrics) == {"anterior", "posterior"}
     assert all(0.0 <= m["val_mean_dice"] <= 1.0 for m in metrics.values())
+    # inference.yaml as shipped (no deep supervision heads) loads the checkpoint and segments
+    network = {k: v for k, v in common.items() if k.startswith("network_def") and k != "network_def#deep_supervision"}
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "case.nii.gz").symlink_to(sorted((task / "imagesTr").glob("*.nii.gz"))[0])
+    run_workflow(
+        BUNDLE,
+        ["inference.yaml"],
+        "infer",
+        bundle_root=str(tmp_path),
+        dataset_dir=str(images),
+        output_dir=str(tmp_path / "out"),
+        num_workers=0,
+        **network,
+    )
+    assert len(list((tmp_path / "out").glob("*_seg.nii.gz"))) == 1

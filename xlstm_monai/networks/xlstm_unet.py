@@ -118,6 +118,17 @@ class XLSTMUNetDecoder(nn.Module):
             [UnetOutBlock(spatial_dims, channels[s], out_channels) for s in range(1, deep_supervision + 1)]
         )
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """
+        Drop the weights of deep supervision heads this decoder does not have: they only ever served training, so a
+        model trained with ``deep_supervision`` loads into the inference network (which has none) as it is.
+        """
+        heads = prefix + "deep_supervision_heads."
+        for key in [k for k in state_dict if k.startswith(heads)]:
+            if int(key[len(heads) :].split(".")[0]) >= len(self.deep_supervision_heads):
+                del state_dict[key]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, x_in: torch.Tensor, encoded: XLSTMEncoderOutput) -> torch.Tensor | list[torch.Tensor]:
         """
         Args:
