@@ -71,6 +71,17 @@ def segmentation_bundles(bundles_dir: Path) -> list[str]:
     return names
 
 
+class OneStudyAtATimeEpistemicScoring(EpistemicScoring):
+    """
+    MONAI Label's epistemic scoring, one study at a time unless the request sets ``max_workers``: its default of two
+    threads runs one shared inference task (one network) on two studies at once, which now and then failed the
+    whole request (HTTP 500), and gains nothing on a CPU, where torch already uses every core for one study.
+    """
+
+    def __call__(self, request, datastore):
+        return super().__call__({"max_workers": 1, **request}, datastore)
+
+
 class LabelInferTask(BundleInferTask):
     """MONAI Label's bundle inference, writing channel indices, with the best model as the default model file."""
 
@@ -158,7 +169,7 @@ class XLSTMMonaiApp(MONAILabelApp):
             task = UncertaintyInferTask(path, self.conf)
             if task.is_valid():
                 samples = int(self.conf.get("epistemic_samples", 5))
-                methods[f"{name}_epistemic"] = EpistemicScoring(task, simulation_size=samples)
+                methods[f"{name}_epistemic"] = OneStudyAtATimeEpistemicScoring(task, simulation_size=samples)
         return methods
 
     def _download_dcmqi_tools(self):
