@@ -110,3 +110,14 @@ def test_a_single_learning_rate_is_used_without_tuning_runs(tmp_path, monkeypatc
     trained.clear()
     hippocampus.benchmark_hippocampus(learning_rates=(0.003, 0.01), output=str(tmp_path / "two.json"), **common)
     assert sum(fold == 4 and steps == 300 for _, fold, steps, _ in trained) == 4  # two rates per network on fold 4
+
+
+def test_the_command_line_passes_fold_0_alone(monkeypatch):
+    """`--folds 0` is fold 0 only (0 is falsy: it once fell back to the default folds 0, 1, 2)."""
+    from xlstm_monai import cli
+    from xlstm_monai.bench import hippocampus
+
+    seen = {}
+    monkeypatch.setattr(hippocampus, "benchmark_hippocampus", lambda **kwargs: seen.update(kwargs))
+    cli.Bench().hippocampus(folds=0, networks="UNETR")
+    assert seen["folds"] == (0,) and seen["networks"] == ("UNETR",)

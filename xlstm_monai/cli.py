@@ -154,7 +154,7 @@ class Bench:
         from xlstm_monai.bench.hippocampus import benchmark_hippocampus
 
         options = {
-            "folds": tuple(_ints(folds)) if folds else None,
+            "folds": tuple(_ints(folds)) if folds is not None else None,  # `--folds 0` is fold 0, not the default
             "networks": tuple(_strs(networks)) if networks else None,
             "learning_rates": tuple(_floats(learning_rates)) if learning_rates else None,
         }
