@@ -74,6 +74,8 @@ def _networks(scale: str) -> dict[str, dict]:
         # the ablation and the plain block at the wider decoder: do the blocks pay there?
         "XLSTMUNet-noblocks-feature16": {**noblocks, "network_def#feature_size": 16},
         "XLSTMUNet-feature16-noqkconv": {**size, **plain, "network_def#feature_size": 16},
+        # with and without blocks at 4^3 patches: do the blocks pay with 8x the tokens (2304 a crop, not 288)?
+        "XLSTMUNet-noblocks-patch4": {**noblocks, "network_def#patch_size": 4},
         # the 1/2 and 1/4 decoder stages also fitted to the labels (DeepSupervisionLoss), with and without blocks
         "XLSTMUNet-feature16-deepsup": {**xlstm, "network_def#feature_size": 16, "network_def#deep_supervision": 2},
         "XLSTMUNet-noblocks-feature16-deepsup": {
