@@ -106,7 +106,8 @@ class Bench:
         """Pretrained vs random initialisation at few labels: `--task hippocampus` (real MSD Task04) or heart_phantoms.
 
         hippocampus options: data_dir, fractions, folds, seeds, iterations, pretrain_epochs, learning_rates,
-        tune_fold, tune_fraction, recipe (JSON: each arm's learning rate chosen beforehand; skips the grid), work_dir.
+        tune_fold, tune_fraction, recipe (JSON: each arm's learning rate chosen beforehand; skips the grid), network
+        (JSON: XLSTMUNet settings over the scale's, e.g. '{"token_mixer": "none"}' for the ablation), work_dir.
         heart_phantoms options: num_cases, pretrain_epochs, finetune_iterations.
         """
         if task == "hippocampus":
@@ -118,8 +119,9 @@ class Bench:
             for name in ("folds", "seeds"):
                 if name in options:
                     options[name] = tuple(_ints(options[name]))
-            if isinstance(options.get("recipe"), str):
-                options["recipe"] = json.loads(options["recipe"])
+            for name in ("recipe", "network"):
+                if isinstance(options.get(name), str):
+                    options[name] = json.loads(options[name])
             benchmark_label_efficiency_hippocampus(
                 output=output or "runs/label_efficiency_hippocampus.json",
                 scale=scale,

@@ -2,6 +2,7 @@
 One cached unit of the hippocampus benchmarks: train brain_hippocampus through its own train.yaml for a fixed
 number of optimiser steps, evaluate the final weights with its evaluate.yaml on the fold's validation cases, and keep
 the figures (not the weights) in ``result.json``. A finished unit is read back; an interrupted one starts again.
+A unit that another process is running raises instead of being started again over it.
 """
 
 from __future__ import annotations
@@ -10,13 +11,34 @@ import json
 import math
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 from xlstm_monai.workflow import bundle_path, read_structure_metrics, run_workflow
 
-__all__ = ["train_and_evaluate"]
+__all__ = ["train_and_evaluate", "unit_lock"]
+
+
+@contextmanager
+def unit_lock(root: Path):
+    """
+    Hold ``<root>.lock`` while a cached unit runs, so a second process (another chain of folds, a report read back
+    from the cache too early) stops with one line instead of clearing the folder of the run in progress. The lock is
+    an OS file lock: it is released when its process dies, so an interrupted unit is never locked out.
+    """
+    Path(root).parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(f"{root}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RuntimeError(f"{root} is being run by another process: wait for it, or run other units") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def train_and_evaluate(
@@ -40,6 +62,27 @@ def train_and_evaluate(
     result_file = root / "result.json"
     if result_file.is_file():
         return json.loads(result_file.read_text())
+    with unit_lock(root):
+        if result_file.is_file():  # finished by another process between the check and the lock
+            return json.loads(result_file.read_text())
+        return _train_and_evaluate(
+            root, source, datalist, fold, iterations, batch_size, learning_rate, seed, overrides, record
+        )
+
+
+def _train_and_evaluate(
+    root: Path,
+    source: Path,
+    datalist: Path,
+    fold: int,
+    iterations: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    overrides: dict | None,
+    record: dict | None,
+) -> dict:
+    result_file = root / "result.json"
     if root.exists():  # an interrupted run: start it again from scratch
         shutil.rmtree(root)
     labeled = sum(1 for c in json.loads(Path(datalist).read_text())["training"] if int(c["fold"]) != fold)

@@ -1,0 +1,103 @@
+"""Cached benchmark units: one process per unit, and the label-efficiency ablation's settings reach every run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HOLD_LOCK = """
+import sys, time
+from filelock import FileLock
+lock = FileLock(sys.argv[1]); lock.acquire()
+print("held", flush=True); time.sleep(120)
+"""
+
+
+def _fake_workflow(calls: list):
+    def run(bundle, configs, workflow_type, **overrides):
+        calls.append((bundle, configs, overrides))
+        if "evaluate.yaml" in configs:
+            out = Path(overrides["bundle_root"]) / "eval"
+            out.mkdir(parents=True)
+            (out / "per_structure_metrics.csv").write_text(
+                "structure,val_mean_dice,val_hd95\nanterior,0.8,2.0\nposterior,0.9,1.0\n"
+            )
+
+    return run
+
+
+def test_a_unit_run_by_another_process_raises_and_keeps_its_files(tmp_path, monkeypatch):
+    from xlstm_monai.bench import hippocampus_runs
+
+    calls = []
+    monkeypatch.setattr(hippocampus_runs, "run_workflow", _fake_workflow(calls))
+    datalist = tmp_path / "fold0.json"
+    datalist.write_text(json.dumps({"training": [{"fold": f % 5} for f in range(10)]}))
+    root = tmp_path / "unit"
+    (root / "models").mkdir(parents=True)
+    (root / "models" / "in_progress.pt").write_bytes(b"weights")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, f"{root}.lock"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RuntimeError, match="being run by another process"):
+            hippocampus_runs.train_and_evaluate(root, tmp_path, datalist, 0, 8, 2, 0.01)
+        assert (root / "models" / "in_progress.pt").read_bytes() == b"weights" and calls == []
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder died without releasing: its lock went with it, and the interrupted unit starts again
+    result = hippocampus_runs.train_and_evaluate(root, tmp_path, datalist, 0, 8, 2, 0.01)
+    assert result["dice"] == pytest.approx(0.85) and len(calls) == 2
+
+
+def test_the_label_efficiency_ablation_reaches_pretraining_and_both_arms(tmp_path, monkeypatch):
+    from xlstm_monai.bench import hippocampus_runs
+    from xlstm_monai.bench import label_efficiency_hippocampus as bench
+
+    source = tmp_path / "msd"
+    (source / "imagesTr").mkdir(parents=True)
+    cases = [{"image": f"./imagesTr/hippocampus_{i:03d}.nii.gz", "label": f"./labelsTr/{i}.nii.gz"} for i in range(10)]
+    (source / "dataset.json").write_text(json.dumps({"training": cases, "labels": {"0": "background"}}))
+    datalists = []
+
+    def fake_datalist(src, path, **kwargs):
+        folds = [{"image": c["image"], "label": c["label"], "fold": i % 5} for i, c in enumerate(cases)]
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps({"training": folds}))
+        datalists.append(kwargs)
+        return {"training": folds}
+
+    calls = []
+    workflow = _fake_workflow(calls)
+
+    def pretrain_workflow(bundle, configs, workflow_type, **overrides):
+        workflow(bundle, configs, workflow_type, **overrides)
+        if "export.yaml" in configs:
+            (Path(overrides["bundle_root"]) / "models").mkdir(parents=True, exist_ok=True)
+            (Path(overrides["bundle_root"]) / "models" / "encoder.pt").write_bytes(b"export")
+
+    monkeypatch.setattr(bench, "build_datalist", fake_datalist)
+    monkeypatch.setattr(bench, "run_workflow", pretrain_workflow)
+    monkeypatch.setattr(hippocampus_runs, "run_workflow", workflow)
+    report = bench.benchmark_label_efficiency_hippocampus(
+        data_dir=str(source),
+        fractions=(0.5,),
+        folds=(0,),
+        seeds=(0,),
+        recipe={"random": {"learning_rate": 0.01}, "pretrained": {"learning_rate": 0.03}},
+        network={"token_mixer": "none"},
+        work_dir=str(tmp_path / "work"),
+        output=str(tmp_path / "report.json"),
+    )
+    pretraining = [o for b, c, o in calls if b == "pretrain_ssl"]
+    finetuning = [o for b, c, o in calls if b == "brain_hippocampus" and c == ["train.yaml"]]
+    assert pretraining and all(o["encoder_def#token_mixer"] == "none" for o in pretraining)
+    assert all(o["collapse_patience"] > o["epochs"] for o in pretraining)  # a constant class token is the ablation
+    assert len(finetuning) == 2 and all(o["network_def#token_mixer"] == "none" for o in finetuning)
+    assert {o["pretrained_encoder"] != "" for o in finetuning} == {True, False}  # one arm from the export
+    assert report["settings"]["network"]["token_mixer"] == "none"
+    assert """--network '{"token_mixer":"none"}'""" in report["command"]
