@@ -62,13 +62,11 @@ def test_the_label_efficiency_ablation_reaches_pretraining_and_both_arms(tmp_pat
     (source / "imagesTr").mkdir(parents=True)
     cases = [{"image": f"./imagesTr/hippocampus_{i:03d}.nii.gz", "label": f"./labelsTr/{i}.nii.gz"} for i in range(10)]
     (source / "dataset.json").write_text(json.dumps({"training": cases, "labels": {"0": "background"}}))
-    datalists = []
 
     def fake_datalist(src, path, **kwargs):
         folds = [{"image": c["image"], "label": c["label"], "fold": i % 5} for i, c in enumerate(cases)]
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps({"training": folds}))
-        datalists.append(kwargs)
         return {"training": folds}
 
     calls = []

@@ -65,70 +65,52 @@ def train_and_evaluate(
     with unit_lock(root):
         if result_file.is_file():  # finished by another process between the check and the lock
             return json.loads(result_file.read_text())
-        return _train_and_evaluate(
-            root, source, datalist, fold, iterations, batch_size, learning_rate, seed, overrides, record
+        if root.exists():  # an interrupted run: start it again from scratch
+            shutil.rmtree(root)
+        labeled = sum(1 for c in json.loads(Path(datalist).read_text())["training"] if int(c["fold"]) != fold)
+        batches = math.ceil(labeled / batch_size)
+        epochs = math.ceil(iterations / batches)
+        common = {
+            "bundle_root": str(root),
+            "dataset_dir": str(source),
+            "datalist": str(datalist),
+            "fold": fold,
+            "resume": False,
+            "num_workers": 0,
+            "seed": seed,
+            "batch_size": batch_size,
+            **(overrides or {}),
+        }
+        began = time.time()
+        run_workflow(
+            "brain_hippocampus",
+            ["train.yaml"],
+            "train",
+            epochs=epochs,
+            val_interval=epochs,
+            learning_rate=learning_rate,
+            warmup_epochs=max(epochs // 10, 1),
+            **common,
         )
-
-
-def _train_and_evaluate(
-    root: Path,
-    source: Path,
-    datalist: Path,
-    fold: int,
-    iterations: int,
-    batch_size: int,
-    learning_rate: float,
-    seed: int,
-    overrides: dict | None,
-    record: dict | None,
-) -> dict:
-    result_file = root / "result.json"
-    if root.exists():  # an interrupted run: start it again from scratch
-        shutil.rmtree(root)
-    labeled = sum(1 for c in json.loads(Path(datalist).read_text())["training"] if int(c["fold"]) != fold)
-    batches = math.ceil(labeled / batch_size)
-    epochs = math.ceil(iterations / batches)
-    common = {
-        "bundle_root": str(root),
-        "dataset_dir": str(source),
-        "datalist": str(datalist),
-        "fold": fold,
-        "resume": False,
-        "num_workers": 0,
-        "seed": seed,
-        "batch_size": batch_size,
-        **(overrides or {}),
-    }
-    began = time.time()
-    run_workflow(
-        "brain_hippocampus",
-        ["train.yaml"],
-        "train",
-        epochs=epochs,
-        val_interval=epochs,
-        learning_rate=learning_rate,
-        warmup_epochs=max(epochs // 10, 1),
-        **common,
-    )
-    minutes = (time.time() - began) / 60
-    run_workflow("brain_hippocampus", ["train.yaml", "evaluate.yaml"], "train", **common)
-    metrics = read_structure_metrics(root / "eval")
-    metadata = json.loads((bundle_path("brain_hippocampus") / "configs" / "metadata.json").read_text())
-    result = {
-        **(record or {}),
-        "bundle_version": metadata["version"],  # the defaults that the overrides were applied to
-        "fold": fold,
-        "seed": seed,
-        "learning_rate": learning_rate,
-        "labeled_cases": labeled,
-        "iterations": epochs * batches,
-        "train_minutes": minutes,
-        "dice": float(np.mean([m["val_mean_dice"] for m in metrics.values()])),
-        "hd95": float(np.mean([m["val_hd95"] for m in metrics.values()])),
-        "per_structure_dice": {k: m["val_mean_dice"] for k, m in metrics.items()},
-        "per_structure_hd95": {k: m["val_hd95"] for k, m in metrics.items()},
-    }
-    result_file.write_text(json.dumps(result, indent=2))
-    for heavy in ("models", "eval"):  # the figures stay, the weights and predictions of every run do not
-        shutil.rmtree(root / heavy, ignore_errors=True)
-    return result
+        minutes = (time.time() - began) / 60
+        run_workflow("brain_hippocampus", ["train.yaml", "evaluate.yaml"], "train", **common)
+        metrics = read_structure_metrics(root / "eval")
+        metadata = json.loads((bundle_path("brain_hippocampus") / "configs" / "metadata.json").read_text())
+        result = {
+            **(record or {}),
+            "bundle_version": metadata["version"],  # the defaults that the overrides were applied to
+            "fold": fold,
+            "seed": seed,
+            "learning_rate": learning_rate,
+            "labeled_cases": labeled,
+            "iterations": epochs * batches,
+            "train_minutes": minutes,
+            "dice": float(np.mean([m["val_mean_dice"] for m in metrics.values()])),
+            "hd95": float(np.mean([m["val_hd95"] for m in metrics.values()])),
+            "per_structure_dice": {k: m["val_mean_dice"] for k, m in metrics.items()},
+            "per_structure_hd95": {k: m["val_hd95"] for k, m in metrics.items()},
+        }
+        result_file.write_text(json.dumps(result, indent=2))
+        for heavy in ("models", "eval"):  # the figures stay, the weights and predictions of every run do not
+            shutil.rmtree(root / heavy, ignore_errors=True)
+        return result
