@@ -76,7 +76,7 @@ def test_the_label_efficiency_ablation_reaches_pretraining_and_both_arms(tmp_pat
         workflow(bundle, configs, workflow_type, **overrides)
         if "export.yaml" in configs:
             (Path(overrides["bundle_root"]) / "models").mkdir(parents=True, exist_ok=True)
-            (Path(overrides["bundle_root"]) / "models" / "encoder.pt").write_bytes(b"export")
+            (Path(overrides["bundle_root"]) / "models" / "pretrained.pt").write_bytes(b"export")
 
     monkeypatch.setattr(bench, "build_datalist", fake_datalist)
     monkeypatch.setattr(bench, "run_workflow", pretrain_workflow)
@@ -96,6 +96,6 @@ def test_the_label_efficiency_ablation_reaches_pretraining_and_both_arms(tmp_pat
     assert pretraining and all(o["encoder_def#token_mixer"] == "none" for o in pretraining)
     assert all(o["collapse_patience"] > o["epochs"] for o in pretraining)  # a constant class token is the ablation
     assert len(finetuning) == 2 and all(o["network_def#token_mixer"] == "none" for o in finetuning)
-    assert {o["pretrained_encoder"] != "" for o in finetuning} == {True, False}  # one arm from the export
+    assert {o["pretrained_checkpoint"] != "" for o in finetuning} == {True, False}  # one arm from the export
     assert report["settings"]["network"]["token_mixer"] == "none"
     assert """--network '{"token_mixer":"none"}'""" in report["command"]

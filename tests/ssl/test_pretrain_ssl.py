@@ -94,8 +94,8 @@ def test_each_loss_is_finite_and_falls(pretrained, term):
 @pytest.mark.slow
 def test_export_loads_into_unet_and_classifier_with_zero_missing_keys(pretrained):
     root, _, _ = pretrained
-    export = root / "models" / "encoder.pt"
-    assert (root / "models" / "encoder.json").is_file()
+    export = root / "models" / "pretrained.pt"
+    assert (root / "models" / "pretrained.json").is_file()
     small = {**TINY, **BLOCKS}
     unet = load_pretrained_encoder(XLSTMUNet(1, 8, img_size=96, **small), export)
     classifier = load_pretrained_encoder(XLSTMClassifier(1, 2, img_size=64, **small), export)
@@ -244,6 +244,6 @@ def test_a_probe_on_the_frozen_teacher_beats_the_same_probe_on_a_random_encoder(
         torch.manual_seed(0)
         encoder = XLSTMEncoder(img_size=32, num_cls_tokens=1, mask_token=True, **TINY, **BLOCKS).eval()
         if start == "pretrained":
-            load_pretrained_encoder(encoder, root / "models" / "encoder.pt")
+            load_pretrained_encoder(encoder, root / "models" / "pretrained.pt")
         scores[start] = probe_r2(encoder)
     assert scores["pretrained"] > scores["random"] + 0.1, scores

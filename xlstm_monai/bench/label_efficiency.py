@@ -122,7 +122,7 @@ def benchmark_label_efficiency(
     }
     run_workflow("pretrain_ssl", ["train.yaml"], "train", epochs=pretrain_epochs, **pretrain)
     run_workflow("pretrain_ssl", ["train.yaml", "export.yaml"], "train", **pretrain)
-    export = work / "pretrain" / "models" / "encoder.pt"
+    export = work / "pretrain" / "models" / "pretrained.pt"
     minutes_pretrain = (time.time() - start) / 60
 
     network = {f"network_def#{k}": v for k, v in settings["encoder"].items()}
@@ -154,7 +154,7 @@ def benchmark_label_efficiency(
                 val_interval=max(finetune_iterations // batches_per_epoch, 1),
                 learning_rate=settings["finetune_lr"],
                 warmup_epochs=1,
-                pretrained_encoder=str(export) if start_from == "pretrained" else "",
+                pretrained_checkpoint=str(export) if start_from == "pretrained" else "",
                 **common,
             )
             run_workflow("heart_seg_ct", ["train.yaml", "evaluate.yaml"], "train", **common)

@@ -97,7 +97,7 @@ class _Study:
         """The export of a pretraining on the images of every fold but ``fold`` (labels unused)."""
         key = _key(self.scale["network"], self.pretrain_settings, self.extra_unlabeled)
         root = self.work / f"pretrain_{key}" / f"fold{fold}"
-        export = root / "models" / "encoder.pt"
+        export = root / "models" / "pretrained.pt"
         if export.is_file():
             return export
         with unit_lock(root):
@@ -168,7 +168,7 @@ class _Study:
         pretrained = str(starts[arm](fold)) if arm in starts else ""
         overrides = {
             **_prefixed("network_def", self.scale["network"]),
-            "pretrained_encoder": pretrained,
+            "pretrained_checkpoint": pretrained,
             "pretrained_lr_scale": lr_scale,
         }
         return train_and_evaluate(

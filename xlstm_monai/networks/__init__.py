@@ -11,13 +11,17 @@
 
 from __future__ import annotations
 
+from .checkpoint_file import CheckpointError, load_model_weights, read_checkpoint, read_model_weights
 from .onnx_network import OnnxNetwork, export_bundle_onnx
 from .pretrained import (
+    FOUNDATION_CHECKPOINT,
     EncoderLoadReport,
     find_encoder,
     fine_tuning_param_groups,
+    foundation_checkpoint,
     load_pretrained,
     load_pretrained_encoder,
+    pretrained_start,
     read_encoder_state,
 )
 from .xlstm_classifier import POOLING_MODES, XLSTMClassifier, XlstmClassifier

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -23,14 +24,18 @@ import torch.nn.functional as F
 from monai.networks.utils import copy_model_state
 from torch import nn
 
+from .checkpoint_file import CheckpointError, read_checkpoint
 from .xlstm_encoder import XLSTMEncoder, filter_xlstm_ssl
 
 __all__ = [
     "EncoderLoadReport",
+    "FOUNDATION_CHECKPOINT",
     "find_encoder",
+    "foundation_checkpoint",
     "fine_tuning_param_groups",
     "load_pretrained",
     "load_pretrained_encoder",
+    "pretrained_start",
     "read_encoder_state",
 ]
 
@@ -100,11 +105,8 @@ _ARCHITECTURE_KEYS = (
 
 
 def _load(checkpoint: str | os.PathLike | Mapping) -> Mapping:
-    if isinstance(checkpoint, Mapping):
-        return checkpoint
-    if not os.path.isfile(checkpoint):
-        raise FileNotFoundError(f"pretrained encoder checkpoint not found: {checkpoint}")
-    return torch.load(checkpoint, map_location="cpu", weights_only=True)
+    """A state dict as given, or a file read with :func:`read_checkpoint` (hash of a released file, weights only)."""
+    return checkpoint if isinstance(checkpoint, Mapping) else read_checkpoint(checkpoint)
 
 
 def _check_architecture(saved: Mapping, encoder: XLSTMEncoder, source: str) -> None:
@@ -229,6 +231,47 @@ def load_pretrained(
         _, report.decoder_loaded, _ = copy_model_state(decoder, usable, inplace=True)
         logger.info(report.summary())
     return report
+
+
+FOUNDATION_CHECKPOINT = "pretrain_ssl/models/brain_mri_pretrained.pt"  # under the installed bundles
+
+
+def foundation_checkpoint() -> str:
+    """
+    The released brain-MRI foundation checkpoint that ``pretrain_ssl`` ships (inside the installed package, or in the
+    checkout's bundles/), for a fine-tuning config's ``pretrained_checkpoint``.
+    """
+    from xlstm_monai.workflow import bundles_dir
+
+    path = bundles_dir() / FOUNDATION_CHECKPOINT
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path}: the foundation checkpoint is not installed: reinstall xlstm-monai, or run "
+            f"`python -m monai.bundle download_large_files --bundle_path {path.parent.parent}`"
+        )
+    return str(path)
+
+
+def pretrained_start(pretrained_checkpoint: str = "", pretrained_encoder: str = "") -> str:
+    """
+    The pretrain_ssl export a training config starts from: ``pretrained_checkpoint``, or the same file under its
+    former name ``pretrained_encoder`` (kept for one release, with a deprecation warning); '' for random
+    initialisation. Giving both, with different files, is an error rather than a silent choice.
+    """
+    if pretrained_encoder:
+        warnings.warn(
+            "pretrained_encoder is deprecated since bundle 0.3.0 and will be removed in 0.4.0: the export also holds "
+            "the U-Net decoder, so the setting is now called pretrained_checkpoint",
+            FutureWarning,
+            stacklevel=2,
+        )
+        logger.warning("pretrained_encoder is deprecated: use pretrained_checkpoint (same file, same effect)")
+        if pretrained_checkpoint and str(pretrained_checkpoint) != str(pretrained_encoder):
+            raise ValueError(
+                f"pretrained_checkpoint ({pretrained_checkpoint}) and the deprecated pretrained_encoder "
+                f"({pretrained_encoder}) name different files: set pretrained_checkpoint only"
+            )
+    return str(pretrained_checkpoint or pretrained_encoder or "")
 
 
 def _output_layer(network: nn.Module) -> nn.Module | None:

@@ -213,9 +213,9 @@ def _short_run(bundle: Path, root: Path) -> str:
     run_workflow(bundle, ["train.yaml"], "train", **common, **smoke["train"])
     if bundle.name == "pretrain_ssl":
         run_workflow(bundle, ["train.yaml", "export.yaml"], "train", **common, **smoke["train"])
-        if not (root / "models" / "encoder.pt").is_file():
-            raise FileNotFoundError("export wrote no models/encoder.pt")
-        return "train 1 epoch, export encoder.pt"
+        if not (root / "models" / "pretrained.pt").is_file():
+            raise FileNotFoundError("export wrote no models/pretrained.pt")
+        return "train 1 epoch, export pretrained.pt"
     run_workflow(bundle, ["train.yaml", "evaluate.yaml"], "train", **common, **smoke["train"])
     images = sorted(glob.glob(str(root / smoke["images"] / "*.nii.gz")))
     run_workflow(

@@ -1,4 +1,5 @@
-"""Export of the pretrained teacher encoder, the file every fine-tuning bundle's ``pretrained_encoder`` reads."""
+"""Export of what pretraining learned (the teacher encoder, and the U-Net decoder when there is one): the file every
+fine-tuning bundle's ``pretrained_checkpoint`` reads."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def export_teacher_encoder(model: StudentTeacher, checkpoint: str, output: str) 
     """
     Load a ``pretrain_ssl`` checkpoint (``last.pt`` with a "model" entry, or a bare state dict) into ``model``,
     and write what fine-tuning starts from to ``output`` (``{"state_dict", "hyper_parameters"}``), plus the
-    hyper-parameters as JSON beside it (``encoder.json``):
+    hyper-parameters as JSON beside it (``pretrained.json``):
 
     * the teacher encoder under ``encoder.``: the EMA of the student, the better encoder in DINO-style training;
     * when the pretraining restored voxels through a U-Net decoder, the student's decoder under ``decoder.``
