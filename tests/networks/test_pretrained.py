@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from xlstm_monai.networks import (
+    CheckpointError,
     XLSTMClassifier,
     XLSTMEncoder,
     XLSTMUNet,
@@ -84,7 +85,7 @@ def test_wrong_architecture_fails_loudly(tmp_path):
 
 def test_missing_file_and_foreign_checkpoint(tmp_path):
     net = XLSTMUNet(1, 3, img_size=32, feature_size=4, **TINY)
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(CheckpointError, match="nope.pt: no such file"):
         load_pretrained_encoder(net, tmp_path / "nope.pt")
     with pytest.raises(ValueError, match="no XLSTMEncoder weights"):
         load_pretrained_encoder(net, {"conv.weight": torch.zeros(1)})

@@ -9,4 +9,5 @@ from .gradient_clipping import GradientClipping
 from .hausdorff import HausdorffDistanceMM
 from .input_screen import InputScreen, ScreenedDataset
 from .metric_summary import PerStructureMetrics
+from .model_file import StrictCheckpointLoader
 from .non_finite import NonFiniteLossGuard, TrainingDivergedError
