@@ -253,6 +253,23 @@ class Commands:
 
         package_bundles(bundles_dir, release_dir, base_url, _strs(names), weights_dir)
 
+    def release_models(
+        self,
+        steps=None,
+        folds=None,
+        data_dir: str | None = None,
+        extra_images=None,
+        work_dir: str = "runs/release",
+        output: str = "docs/results/brain_hippocampus_release.json",
+    ) -> None:
+        """Train the released weights from the real images (cached steps): the brain-MRI foundation checkpoint, the
+        cross-validation of brain_hippocampus's shipped recipe, and its model on all cases; each installed into its
+        bundle's models/ with its hash. Steps: pretrain, install-foundation, cross-validate, train, install-model."""
+        from xlstm_monai.release.models import HIPPOCAMPUS, STEPS, release_models
+
+        folds = tuple(_ints(folds)) if folds is not None else HIPPOCAMPUS["folds"]
+        release_models(tuple(_strs(steps) or STEPS), folds, data_dir, _strs(extra_images), work_dir, output)
+
     def verify_bundles(
         self, bundles_dir: str | None = None, names=None, schema: str | None = None, work_dir: str | None = None
     ) -> None:

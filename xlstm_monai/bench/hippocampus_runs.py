@@ -52,12 +52,14 @@ def train_and_evaluate(
     seed: int = 0,
     overrides: dict | None = None,
     record: dict | None = None,
+    configs: tuple[str, ...] = ("train.yaml",),
 ) -> dict:
     """
     Train for ``iterations`` steps (whole epochs over the fold's labeled training cases, rounded up), with warm-up
     over the first tenth, validate only at the end (no checkpoint is picked on the validation fold), evaluate, and
     return ``record`` plus the figures: mean Dice and HD95 over the structures, per-structure Dice, labeled cases,
-    steps taken and minutes of training.
+    steps taken and minutes of training. ``configs``: brain_hippocampus's training configs (an overlay such as
+    fine_tune.yaml after train.yaml); evaluation adds evaluate.yaml to them.
     """
     result_file = root / "result.json"
     if result_file.is_file():
@@ -84,7 +86,7 @@ def train_and_evaluate(
         began = time.time()
         run_workflow(
             "brain_hippocampus",
-            ["train.yaml"],
+            list(configs),
             "train",
             epochs=epochs,
             val_interval=epochs,
@@ -93,7 +95,7 @@ def train_and_evaluate(
             **common,
         )
         minutes = (time.time() - began) / 60
-        run_workflow("brain_hippocampus", ["train.yaml", "evaluate.yaml"], "train", **common)
+        run_workflow("brain_hippocampus", [*configs, "evaluate.yaml"], "train", **common)
         metrics = read_structure_metrics(root / "eval")
         metadata = json.loads((bundle_path("brain_hippocampus") / "configs" / "metadata.json").read_text())
         result = {

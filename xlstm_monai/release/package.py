@@ -23,7 +23,8 @@ from xlstm_monai.workflow import bundles_dir as installed_bundles
 __all__ = ["SHIPPED", "package_bundles"]
 
 SHIPPED = ("configs", "docs", "LICENSE", "large_files.yml")  # what a bundle archive holds, as in the model zoo
-PUBLISHED_WEIGHTS = ("model.pt", "model.ts", "encoder.pt", "encoder.json")  # never last.pt: a training state
+# weights published beside the archives; never last.pt, a training state
+PUBLISHED_WEIGHTS = ("model.pt", "model.ts", "pretrained.pt", "pretrained.json", "brain_mri_pretrained.pt")
 LARGE_FILES_HEADER = (
     "# Weights are not kept in the archive: `python -m monai.bundle download_large_files --bundle_path .` fetches\n"
     "# them from their URL and checks their hash.\n"
@@ -88,7 +89,7 @@ def package_bundles(
     Args:
         base_url: where the release folder will be served (e.g. a GitHub release's download URL); default its own
             ``file://`` address, so the folder works as a local release at once.
-        weights_dir: folder with ``NAME/models/model.pt`` (``encoder.pt`` for pretrain_ssl) to publish; default
+        weights_dir: folder with ``NAME/models/model.pt`` (``pretrained.pt`` for pretrain_ssl) to publish; default
             each bundle's own ``models/`` folder. Bundles with no weights are archived with their large_files.yml
             unchanged.
 

@@ -1,0 +1,245 @@
+"""
+The released weights, made by one command from the real images under ``$XLSTM_MONAI_DATA`` (``../shared/data``):
+
+1. ``pretrain``: the brain-MRI foundation checkpoint. ``pretrain_ssl`` (train.yaml + brain_mri.yaml, as shipped)
+   on every unlabeled brain T1 the project may use: the 200 MSD Task04 images (labels never read) and the IXI T1
+   brains; then its export.yaml.
+2. ``install-foundation``: the export becomes ``pretrain_ssl/models/brain_mri_pretrained.pt``, its hash listed in
+   ``large_files.yml``.
+3. ``cross-validate``: brain_hippocampus's shipped recipe (train.yaml + fine_tune.yaml, as shipped: it starts from
+   the installed foundation checkpoint) on folds of the 200 cases, each scored on its held-out fold.
+4. ``train``: the same recipe on all 200 cases; ``install-model`` makes its final weights
+   ``brain_hippocampus/models/model.pt``, with its hash, and writes the cross-validated figures to the bundle's
+   metadata.json.
+
+Every step is cached under ``work_dir`` (a finished unit is read back, an interrupted one starts again), so the
+command resumes where it stopped. The foundation pretraining sees the images of every fold (never a label): the
+cross-validation therefore measures the recipe with a checkpoint that has seen its validation images, and the model
+card says so.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from xlstm_monai.bench.datasets import shared_dataset
+from xlstm_monai.bench.hippocampus_runs import train_and_evaluate, unit_lock
+from xlstm_monai.data import build_datalist
+from xlstm_monai.data.datalist import scan_images
+from xlstm_monai.networks import FOUNDATION_CHECKPOINT
+from xlstm_monai.networks.checkpoint_file import file_hash
+from xlstm_monai.workflow import bundle_path, run_workflow
+
+__all__ = ["FOUNDATION", "HIPPOCAMPUS", "release_models"]
+
+RELEASE_URL = "https://github.com/xlstm-monai/xlstm-monai/releases/download/v{version}"  # where release assets go
+HASH_TYPE = "sha256"
+FOUNDATION = {
+    "configs": ["train.yaml", "brain_mri.yaml"],
+    "settings": {"epochs": 6, "batch_size": 2, "learning_rate": 1.0e-3, "warmup_epochs": 1},
+}
+HIPPOCAMPUS = {"configs": ["train.yaml", "fine_tune.yaml"], "folds": (0, 1, 2), "num_folds": 5}
+STEPS = ("pretrain", "install-foundation", "cross-validate", "train", "install-model")
+
+
+def _recipe() -> dict:
+    """brain_hippocampus's fine_tune.yaml as shipped: learning rates and schedule of the released model."""
+    path = bundle_path("brain_hippocampus") / "configs" / "fine_tune.yaml"
+    recipe = yaml.safe_load(path.read_text())
+    return {k: recipe[k] for k in ("learning_rate", "pretrained_lr_scale", "batch_size", "epochs")}
+
+
+def _version(bundle: str) -> str:
+    return json.loads((bundle_path(bundle) / "configs" / "metadata.json").read_text())["version"]
+
+
+def pretrain(work: Path, source: Path, extra_images: list[Path], epochs: int | None = None) -> Path:
+    """The foundation pretraining and its export (cached): returns the export's path."""
+    root = work / "foundation"
+    export = root / "models" / "pretrained.pt"
+    if export.is_file():
+        return export
+    with unit_lock(root):
+        if export.is_file():
+            return export
+        folds = build_datalist(str(source), str(root / "folds.json"), num_folds=HIPPOCAMPUS["num_folds"], seed=0)
+        images = [{"image": str(source / c["image"]), "modality": "MRI"} for c in folds["training"]]
+        for folder in extra_images:
+            images += scan_images(folder, "MRI")
+        (root / "images.json").write_text(json.dumps({"training": images}, indent=1))
+        settings = {**FOUNDATION["settings"], **({"epochs": int(epochs)} if epochs else {})}
+        overrides = {
+            "bundle_root": str(root),
+            "dataset_dir": str(source),
+            "datalist": str(root / "images.json"),
+            "num_workers": 0,
+            **settings,
+        }
+        print(f"pretraining on {len(images)} unlabeled images, {settings['epochs']} epochs")
+        began = time.time()
+        run_workflow("pretrain_ssl", FOUNDATION["configs"], "train", **overrides)
+        (root / "record.json").write_text(
+            json.dumps({"images": len(images), "settings": settings, "minutes": (time.time() - began) / 60})
+        )
+        run_workflow("pretrain_ssl", [*FOUNDATION["configs"], "export.yaml"], "train", **overrides)
+        return export
+
+
+def install(file: Path, bundle: str, name: str) -> Path:
+    """Copy a trained file into ``bundle``'s models/ and list it, with its hash and release URL, in large_files.yml."""
+    folder = bundle_path(bundle)
+    target = folder / "models" / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(file, target)
+    listing = folder / "large_files.yml"
+    header = "".join(line for line in listing.read_text().splitlines(keepends=True) if line.startswith("#"))
+    entries = [
+        e for e in (yaml.safe_load(listing.read_text()) or {}).get("large_files") or [] if e["path"] != f"models/{name}"
+    ]
+    version = _version(bundle)
+    entries.append(
+        {
+            "path": f"models/{name}",
+            "url": f"{RELEASE_URL.format(version=version)}/{bundle}_v{version}_{name}",
+            "hash_val": file_hash(target, HASH_TYPE),
+            "hash_type": HASH_TYPE,
+        }
+    )
+    listing.write_text(header + yaml.safe_dump({"large_files": entries}, sort_keys=False))
+    print(f"{target}: {target.stat().st_size / 2**20:.1f} MiB, {HASH_TYPE} {entries[-1]['hash_val']}")
+    return target
+
+
+def cross_validate(work: Path, source: Path, folds=HIPPOCAMPUS["folds"]) -> list[dict]:
+    """The shipped recipe on each fold, from the installed foundation checkpoint, scored on the held-out fold."""
+    recipe = _recipe()
+    datalist = work / "datalists" / "folds.json"
+    if not datalist.is_file():
+        build_datalist(str(source), str(datalist), num_folds=HIPPOCAMPUS["num_folds"], seed=0, base_dir=str(source))
+    batches = -(-sum(1 for c in json.loads(datalist.read_text())["training"] if int(c["fold"]) != 0) // 2)
+    runs = []
+    for fold in folds:
+        runs.append(
+            train_and_evaluate(
+                work / "cross_validation" / f"fold{fold}",
+                source,
+                datalist,
+                fold,
+                iterations=recipe["epochs"] * batches,
+                batch_size=recipe["batch_size"],
+                learning_rate=recipe["learning_rate"],
+                overrides={"pretrained_lr_scale": recipe["pretrained_lr_scale"]},
+                configs=HIPPOCAMPUS["configs"],
+                record={"recipe": "brain_hippocampus train.yaml + fine_tune.yaml", "foundation": _foundation_hash()},
+            )
+        )
+        print(f"fold {fold}: Dice {runs[-1]['dice']:.4f}, HD95 {runs[-1]['hd95']:.2f} mm")
+    return runs
+
+
+def _foundation_hash() -> str:
+    from xlstm_monai.workflow import bundles_dir
+
+    return file_hash(bundles_dir() / FOUNDATION_CHECKPOINT, HASH_TYPE)
+
+
+def train_final(work: Path, source: Path) -> Path:
+    """The shipped recipe on all cases (no held-out fold); returns the final weights as a bare state dict file."""
+    root = work / "released_model"
+    weights = root / "model.pt"
+    if weights.is_file():
+        return weights
+    with unit_lock(root):
+        if weights.is_file():
+            return weights
+        folds = build_datalist(str(source), str(root / "folds.json"), num_folds=HIPPOCAMPUS["num_folds"], seed=0)
+        cases = [{"image": c["image"], "label": c["label"]} for c in folds["training"]]
+        # every case trains; the validation section (a training fold) only satisfies the config: its score is a
+        # training-set figure, recorded as such, and the released weights are the final ones either way
+        datalist = {"training": cases, "validation": [c for c, f in zip(cases, folds["training"]) if f["fold"] == 0]}
+        (root / "all_cases.json").write_text(json.dumps(datalist, indent=1))
+        began = time.time()
+        run_workflow(
+            "brain_hippocampus",
+            HIPPOCAMPUS["configs"],
+            "train",
+            bundle_root=str(root),
+            dataset_dir=str(source),
+            datalist=str(root / "all_cases.json"),
+            resume=False,
+            num_workers=0,
+        )
+        state = torch.load(root / "models" / "last.pt", map_location="cpu", weights_only=True)["model"]
+        torch.save({k: v.contiguous() for k, v in state.items()}, weights)
+        (root / "record.json").write_text(
+            json.dumps({"cases": len(cases), "recipe": _recipe(), "minutes": (time.time() - began) / 60})
+        )
+        return weights
+
+
+def summary(runs: list[dict]) -> dict:
+    """Mean +- sd over folds of Dice and HD95, per structure too: what metadata.json and the model card quote."""
+
+    def stats(values):
+        values = np.asarray(values, dtype=float)
+        return {
+            "mean": round(float(values.mean()), 4),
+            "sd": round(float(values.std(ddof=1)) if len(values) > 1 else 0.0, 4),
+        }
+
+    structures = sorted(runs[0]["per_structure_dice"])
+    return {
+        "folds": [r["fold"] for r in runs],
+        "mean_dice": stats([r["dice"] for r in runs]),
+        "hd95_mm": stats([r["hd95"] for r in runs]),
+        "per_structure_dice": {s: stats([r["per_structure_dice"][s] for r in runs]) for s in structures},
+        "per_structure_hd95_mm": {s: stats([r["per_structure_hd95"][s] for r in runs]) for s in structures},
+    }
+
+
+def release_models(
+    steps: tuple[str, ...] = STEPS,
+    folds: tuple[int, ...] = HIPPOCAMPUS["folds"],
+    data_dir: str | None = None,
+    extra_images: tuple[str, ...] | None = None,
+    work_dir: str = "runs/release",
+    output: str = "docs/results/brain_hippocampus_release.json",
+) -> dict:
+    """
+    Run the release ``steps`` in order (default all, each cached) and write the cross-validation record.
+
+    Args:
+        folds: the validation folds of the cross-validation (of 5); a second process can run other folds.
+        data_dir: the MSD Task04 folder; default $XLSTM_MONAI_DATA/msd_hippocampus.
+        extra_images: further folders of unlabeled brain T1 for the foundation pretraining; default the IXI T1
+            brains beside the MSD folder.
+    """
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        raise ValueError(f"unknown release step(s) {unknown}: choose from {', '.join(STEPS)}")
+    source = shared_dataset("msd_hippocampus", data_dir)
+    extra = [Path(p) for p in extra_images] if extra_images is not None else [source.parent / "ixi_t1" / "images"]
+    work = Path(work_dir)
+    report: dict = {}
+    if "pretrain" in steps or "install-foundation" in steps:
+        export = pretrain(work, source, extra)
+        if "install-foundation" in steps:
+            install(export, "pretrain_ssl", Path(FOUNDATION_CHECKPOINT).name)
+    if "cross-validate" in steps:
+        runs = cross_validate(work, source, folds)
+        report = {"command": "xlstm-monai release-models", "recipe": _recipe(), "summary": summary(runs), "runs": runs}
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(json.dumps(report, indent=2))
+        print(json.dumps(report["summary"], indent=1))
+    if "train" in steps or "install-model" in steps:
+        weights = train_final(work, source)
+        if "install-model" in steps:
+            install(weights, "brain_hippocampus", "model.pt")
+    return report
