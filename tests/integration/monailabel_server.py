@@ -112,7 +112,7 @@ def write_small_bundle(name: str, bundles_dir: Path, overrides: dict, train_over
 @contextlib.contextmanager
 def monailabel_server(root: Path, studies: str, bundles_dir: Path, models: str, env: dict | None = None):
     """``monailabel start_server`` on a free loopback port over ``studies`` (a folder or a DICOMweb URL), as the
-    README runs it; yields {"url", "root"}; stopped with the training processes it started."""
+    docs/monailabel.md runs it; yields {"url", "root"}; stopped with the training processes it started."""
     python = label_python()
     app = root / "app"  # a copy: MONAI Label writes logs and folders into its app folder
     app.mkdir(parents=True)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from monai.utils import look_up_option
 from tqdm import tqdm
 
 from xlstm_monai.bench.datasets import shared_dataset
@@ -25,7 +26,7 @@ from xlstm_monai.bench.hippocampus_runs import train_and_evaluate
 from xlstm_monai.data import build_datalist
 from xlstm_monai.presets import SMALL, overrides
 
-__all__ = ["NETWORKS", "benchmark_hippocampus", "format_report"]
+__all__ = ["NETWORKS", "benchmark_hippocampus", "format_report", "network_overrides"]
 
 REFERENCE = "XLSTMUNet"
 UNET = {
@@ -83,7 +84,25 @@ def _networks(scale: str) -> dict[str, dict]:
             "network_def#feature_size": 16,
             "network_def#deep_supervision": 2,
         },
+        # the names that the records of bundle 0.1.0 carry (docs/results/hippocampus_levers.json and
+        # hippocampus_schedule.json), kept so that those records' commands still run and build what they built then:
+        # the q/k convolution at the wider decoder (today's XLSTMUNet-feature16, the same overrides and cache key),
+        # and LayerScale on the plain block at the wider decoder (plain was 0.1.0's default, so its record has no
+        # qk_conv_kernel_size; it is set here so that the name keeps its meaning now that the default is 3)
+        "XLSTMUNet-feature16-qkconv": {**xlstm, "network_def#feature_size": 16},
+        "XLSTMUNet-feature16-layerscale": {
+            **size,
+            **plain,
+            "network_def#feature_size": 16,
+            "network_def#layer_scale_init": 1.0e-5,
+        },
     }
+
+
+def network_overrides(names: tuple[str, ...], scale: str = "cpu") -> dict[str, dict]:
+    """The overrides of each named network at ``scale``; an unknown name is a ValueError that lists the known ones."""
+    table = _networks(scale)
+    return {name: look_up_option(name, table) for name in names}
 
 
 NETWORKS = tuple(_networks("cpu"))
@@ -121,7 +140,8 @@ def benchmark_hippocampus(
         raise ValueError(f"the tuning fold {tune_fold} must not be a reported fold {tuple(folds)}")
     settings = {**SCALES[scale], **({"iterations": int(iterations)} if iterations else {})}
     grid = tuple(float(lr) for lr in (learning_rates or settings["learning_rates"]))
-    chosen_networks = {name: _networks(scale)[name] for name in networks}
+    chosen_networks = network_overrides(tuple(networks), scale)
+    network_overrides((reference,), scale)  # a misspelt reference fails before any training
     source = shared_dataset("msd_hippocampus", data_dir)
     if not (source / "dataset.json").is_file():
         raise FileNotFoundError(f"no MSD dataset.json in {source}")
