@@ -224,6 +224,7 @@ class Commands:
         from monai.bundle import ConfigParser
 
         from xlstm_monai.data import DataCheckError
+        from xlstm_monai.data.bundle_datalist import DatalistError
 
         parser = ConfigParser()
         parser.read_config(config_file)
@@ -233,10 +234,10 @@ class Commands:
         try:
             report = parser.get_parsed_content("data_check", lazy=False)
         except Exception as error:  # the config wraps the check's error (or the datalist's) in its own
-            cause = error
-            while not isinstance(cause, DataCheckError) and (cause.__cause__ or cause.__context__):
+            cause, ours = error, (DataCheckError, DatalistError)  # these name the file and the problem
+            while not isinstance(cause, ours) and (cause.__cause__ or cause.__context__):
                 cause = cause.__cause__ or cause.__context__
-            print(cause if isinstance(cause, DataCheckError) else f"data check could not run: {cause}")
+            print(cause if isinstance(cause, ours) else f"data check could not run: {cause}")
             raise SystemExit(1) from None
         print(report.summary())
 

@@ -10,9 +10,11 @@ import venv
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.bundles.helpers import read_structure_metrics, run_workflow
 from tests.conftest import REPO_ROOT
+from xlstm_monai.networks.checkpoint_file import file_hash
 from xlstm_monai.phantoms import write_hippocampus_phantoms
 from xlstm_monai.release.verify import SMOKE
 
@@ -103,6 +105,23 @@ def test_check_data_on_a_mistyped_dataset_dir_exits_1_naming_it(tmp_path):
     assert not typo.exists() and not (tmp_path / "data").exists()
 
 
+def test_check_data_on_a_malformed_datalist_names_the_file_and_the_position(tmp_path):
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text('{"training": [{"image": "a.nii.gz", label: "b.nii.gz"}]}')
+    (tmp_path / "images").mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "xlstm_monai.cli", "check-data", "--config_file"]
+        + [str(REPO_ROOT / "bundles" / "brain_hippocampus" / "configs" / "train.yaml")]
+        + ["--bundle_root", str(tmp_path), "--dataset_dir", str(tmp_path / "images"), "--datalist", str(datalist)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    assert f"datalist {datalist} is not valid JSON: Expecting property name" in done.stdout
+    assert "at line 1 column 37" in done.stdout
+
+
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_verify_net_in_out_passes_with_the_model_zoos_defaults(bundle):
     done = _monai_bundle(
@@ -120,7 +139,8 @@ def test_verify_net_in_out_passes_with_the_model_zoos_defaults(bundle):
 
 @pytest.mark.slow
 def test_a_wheel_install_runs_the_demo_and_finds_its_bundles(tmp_path):
-    """pip install of the built wheel (not -e) in a fresh virtualenv: the bundles come with the package."""
+    """pip install of the built wheel (not -e) in a fresh virtualenv: the bundles and their released weights come
+    with the package."""
     wheels = tmp_path / "wheels"
     subprocess.run(
         [
@@ -176,3 +196,20 @@ def test_a_wheel_install_runs_the_demo_and_finds_its_bundles(tmp_path):
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "per-structure results on 4 unseen phantoms" in demo.stdout
     assert (tmp_path / "demo" / "models" / "model.pt").is_file()
+    # the released model comes with the wheel, and segments from the installed bundle with no training first
+    installed = Path(located[1]).parent / "brain_hippocampus"
+    listing = yaml.safe_load((installed / "large_files.yml").read_text())["large_files"]
+    model = next(e for e in listing if e["path"] == "models/model.pt")
+    assert file_hash(installed / "models" / "model.pt", model["hash_type"]) == model["hash_val"]
+    write_hippocampus_phantoms(str(tmp_path / "task"), 2, seed=3)
+    infer = subprocess.run(
+        [str(python), "-m", "monai.bundle", "run", "inference", "--config_file", "configs/inference.yaml"]
+        + ["--dataset_dir", str(tmp_path / "task" / "imagesTr"), "--output_dir", str(tmp_path / "seg")]
+        + ["--num_workers", "0"],
+        capture_output=True,
+        text=True,
+        cwd=installed,
+        timeout=600,
+    )
+    assert infer.returncode == 0, infer.stderr[-3000:]
+    assert len(list((tmp_path / "seg").glob("*_seg.nii.gz"))) == 2

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import REPO_ROOT, SHARED_DATA
 from tests.integration.monailabel_server import (
     api,
     monailabel_server,
@@ -145,3 +146,27 @@ def test_epistemic_scoring_offers_the_least_certain_study(server):
     assert len(set(scores.values())) == len(scores) and all(s > 0 for s in scores.values()), scores
     chosen = json.loads(api(server, "/activelearning/epistemic", method="POST", body={}))
     assert chosen["id"] == max(scores, key=scores.get), (chosen, scores)
+
+
+def test_the_released_hippocampus_model_is_served_at_start(tmp_path):
+    """brain_hippocampus as shipped, with its released models/model.pt: listed for inference at start, no Train
+    first, and it segments a real crop (a generated one where the shared data is absent)."""
+    bundles = tmp_path / "bundles"
+    ignore = shutil.ignore_patterns("eval", "logs", "data")
+    shutil.copytree(REPO_ROOT / "bundles" / "brain_hippocampus", bundles / "brain_hippocampus", ignore=ignore)
+    studies = tmp_path / "studies"
+    (studies / "labels" / "final").mkdir(parents=True)
+    real = SHARED_DATA / "msd_hippocampus" / "imagesTr" / "hippocampus_003.nii.gz"
+    if real.is_file():
+        shutil.copy(real, studies / real.name)
+    else:
+        write_hippocampus_phantoms(str(tmp_path / "task"), 1, seed=0)
+        shutil.copy(next((tmp_path / "task" / "imagesTr").glob("*.nii.gz")), studies / "hippocampus_003.nii.gz")
+    with monailabel_server(tmp_path, str(studies), bundles, "brain_hippocampus") as live:
+        info = json.loads(api(live, "/info/"))
+        assert "brain_hippocampus" in info["models"], server_log(live)
+        result = tmp_path / "pred.nii.gz"
+        result.write_bytes(api(live, "/infer/brain_hippocampus?image=hippocampus_003&output=image", method="POST"))
+    label = np.asarray(nib.load(result).dataobj)
+    assert label.shape == nib.load(studies / "hippocampus_003.nii.gz").shape
+    assert set(np.unique(label).tolist()) == {0, 1, 2}  # both structures found by the released model

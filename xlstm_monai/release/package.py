@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from xlstm_monai.networks.checkpoint_file import file_hash
 from xlstm_monai.workflow import bundles_dir as installed_bundles
 
 __all__ = ["SHIPPED", "package_bundles"]
@@ -69,8 +70,8 @@ def _publish_weights(weights: Path, release: Path, stem: str, base_url: str) -> 
             {
                 "path": f"models/{path.name}",
                 "url": f"{base_url}/{published}",
-                "hash_val": md5sum(path),
-                "hash_type": "md5",
+                "hash_val": file_hash(path, "sha256"),
+                "hash_type": "sha256",
             }
         )
     return entries
@@ -90,8 +91,9 @@ def package_bundles(
         base_url: where the release folder will be served (e.g. a GitHub release's download URL); default its own
             ``file://`` address, so the folder works as a local release at once.
         weights_dir: folder with ``NAME/models/model.pt`` (``pretrained.pt`` for pretrain_ssl) to publish; default
-            each bundle's own ``models/`` folder. Bundles with no weights are archived with their large_files.yml
-            unchanged.
+            each bundle's own ``models/`` folder (its released weights). Weights go into the archive and beside it,
+            listed with their sha256 in the archive's large_files.yml. Bundles with no weights are archived with
+            their large_files.yml unchanged.
 
     Returns:
         the index written to model_info.json.
@@ -121,6 +123,8 @@ def package_bundles(
                     )
                 else:
                     zipped.write(path, arcname)
+            for entry in entries:  # the weights too: a few MB each, and the archive works offline
+                zipped.write(weights / Path(entry["path"]).name, f"{name}/{entry['path']}")
         index[stem] = {"checksum": md5sum(archive), "source": f"{base_url}/{archive.name}"}
         print(f"{archive}  ({len(entries)} weight file(s) listed in large_files.yml)")
     index_path.write_text(json.dumps(index, indent=4, sort_keys=True) + "\n")
