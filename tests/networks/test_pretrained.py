@@ -51,7 +51,22 @@ def test_a_qk_conv_export_loads_into_the_same_blocks_and_names_the_setting_other
     assert report.missing == [] and report.unexpected == []
     torch.testing.assert_close(net.encoder.blocks[1].qk_conv.weight, encoder.blocks[1].qk_conv.weight)
     with pytest.raises(ValueError, match="qk_conv_kernel_size: checkpoint 3 vs network 0"):
-        load_pretrained_encoder(XLSTMClassifier(1, 2, img_size=32, **TINY), path)
+        load_pretrained_encoder(XLSTMClassifier(1, 2, img_size=32, qk_conv_kernel_size=0, **TINY), path)
+
+
+def test_the_classes_default_to_the_shipped_blocks_and_a_0_1_0_export_names_the_setting(tmp_path):
+    """0.1.0 exports record no qk_conv_kernel_size (the plain block): the report says to set it to 0."""
+    assert XLSTMUNet(1, 3, img_size=32, **TINY).encoder.qk_conv_kernel_size == 3
+    assert XLSTMClassifier(1, 2, img_size=32, **TINY).encoder.qk_conv_kernel_size == 3
+    torch.manual_seed(1)
+    plain = XLSTMEncoder(img_size=32, qk_conv_kernel_size=0, **TINY)
+    recorded = {k: v for k, v in plain.hyper_parameters().items() if k != "qk_conv_kernel_size"}
+    path = tmp_path / "encoder.pt"
+    torch.save({"state_dict": plain.state_dict(), "hyper_parameters": recorded}, path)
+    with pytest.raises(ValueError, match=r"a 0.1.0 export.*set qk_conv_kernel_size: 0"):
+        load_pretrained_encoder(XLSTMUNet(1, 3, img_size=32, **TINY), path)
+    report = load_pretrained_encoder(XLSTMUNet(1, 3, img_size=32, qk_conv_kernel_size=0, **TINY), path)
+    assert report.ok
 
 
 def test_ssl_checkpoint_keys_are_mapped_and_heads_dropped():

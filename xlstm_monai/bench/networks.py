@@ -30,7 +30,7 @@ REFERENCE = "SwinUNETR"
 def _xlstm_unet(size: int) -> torch.nn.Module:
     from xlstm_monai.networks import XLSTMUNet
 
-    return XLSTMUNet(in_channels=1, out_channels=8, img_size=96, qk_conv_kernel_size=3)  # the bundles' blocks
+    return XLSTMUNet(in_channels=1, out_channels=8, img_size=96)  # the default network: the bundles' blocks
 
 
 def _unet(size: int) -> torch.nn.Module:

@@ -109,19 +109,27 @@ def _load(checkpoint: str | os.PathLike | Mapping) -> Mapping:
     return checkpoint if isinstance(checkpoint, Mapping) else read_checkpoint(checkpoint)
 
 
+# settings that exports of earlier versions do not record, with the value they had then: 0.1.0 had no q/k convolution
+_UNRECORDED = {"qk_conv_kernel_size": 0}
+
+
 def _check_architecture(saved: Mapping, encoder: XLSTMEncoder, source: str) -> None:
     """A clear error naming the settings when an export's hyper-parameters differ from the network's."""
     own = encoder.hyper_parameters()
+    if {"patch_size", "embed_dim", "depth", "num_heads"} <= saved.keys():  # a full record, maybe of an earlier version
+        saved = {**_UNRECORDED, **saved}
     differing = [
         f"{k}: checkpoint {saved[k]} vs network {own[k]}"
         for k in _ARCHITECTURE_KEYS
         if k in saved and saved[k] != own[k]
     ]
     if differing:
+        plain = saved.get("qk_conv_kernel_size") == 0 and own["qk_conv_kernel_size"] != 0
         raise ValueError(
             f"pretrained encoder {source} was trained with another architecture: "
             + "; ".join(differing)
-            + ". Set the network_def to the pretraining settings."
+            + ". Set the network_def to the pretraining settings"
+            + (" (a 0.1.0 export, with the plain mLSTM block: set qk_conv_kernel_size: 0)." if plain else ".")
         )
 
 

@@ -47,7 +47,7 @@ class XLSTMClassifier(nn.Module):
         kernel_dtype: str = "bfloat16",
         chunk_size: int = 64,
         use_checkpoint: bool = False,
-        qk_conv_kernel_size: int = 0,
+        qk_conv_kernel_size: int = 3,
         layer_scale_init: float | None = None,
         spatial_dims: int = 3,
     ) -> None:
@@ -73,7 +73,7 @@ class XLSTMClassifier(nn.Module):
             chunk_size: chunk length of the chunkwise kernels. Defaults to 64.
             use_checkpoint: gradient checkpointing in the encoder. Defaults to False.
             qk_conv_kernel_size: depthwise convolution before each block's q/k, 0 for none (see
-                :class:`XLSTMEncoder`). Defaults to 0.
+                :class:`XLSTMEncoder`). Defaults to 3, the bundles' setting.
             layer_scale_init: initial LayerScale of the blocks' residual branches, None for none. Defaults to None.
             spatial_dims: number of spatial dims. Defaults to 3.
 

@@ -67,7 +67,7 @@ class XLSTMEncoder(nn.Module):
         chunk_size: int = 64,
         use_checkpoint: bool = False,
         token_mixer: str = "mlstm",
-        qk_conv_kernel_size: int = 0,
+        qk_conv_kernel_size: int = 3,
         layer_scale_init: float | None = None,
         spatial_dims: int = 3,
     ) -> None:
@@ -96,7 +96,8 @@ class XLSTMEncoder(nn.Module):
             token_mixer: "mlstm", or "none" for the ablation that keeps everything but the mLSTM blocks (each
                 block passes its tokens through unchanged), to measure what the blocks add. Defaults to "mlstm".
             qk_conv_kernel_size: kernel size of a depthwise convolution of the token grid from which each block
-                reads its queries and keys, 0 for none (see :class:`MLSTMScanBlock`). Defaults to 0.
+                reads its queries and keys, 0 for none (the plain mLSTM block of 0.1.0; see :class:`MLSTMScanBlock`).
+                Defaults to 3, the bundles' setting.
             layer_scale_init: initial LayerScale of the blocks' residual branches, None for none. Defaults to None.
             spatial_dims: number of spatial dims. Defaults to 3.
 

@@ -187,7 +187,7 @@ class XLSTMUNet(nn.Module):
         num_cls_tokens: int = 0,
         mask_token: bool = False,
         token_mixer: str = "mlstm",
-        qk_conv_kernel_size: int = 0,
+        qk_conv_kernel_size: int = 3,
         layer_scale_init: float | None = None,
         deep_supervision: int = 0,
         spatial_dims: int = 3,
@@ -221,7 +221,7 @@ class XLSTMUNet(nn.Module):
             token_mixer: "mlstm", or "none" for the ablation without mLSTM blocks (see :class:`XLSTMEncoder`).
                 Defaults to "mlstm".
             qk_conv_kernel_size: depthwise convolution before each block's q/k, 0 for none (see
-                :class:`XLSTMEncoder`). Defaults to 0.
+                :class:`XLSTMEncoder`). Defaults to 3, the bundles' setting.
             layer_scale_init: initial LayerScale of the blocks' residual branches, None for none. Defaults to None.
             deep_supervision: coarser decoder stages that also predict in training, 0 for none (see
                 :class:`XLSTMUNetDecoder`); in eval mode the network always returns one tensor. Defaults to 0.
