@@ -1,0 +1,59 @@
+"""The benchmarks' common floor: the record written, the command recorded, paired differences, the tuning fold."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from xlstm_monai.bench import study
+
+
+def test_the_report_is_written_as_json_and_its_table_printed(tmp_path, capsys):
+    output = tmp_path / "deep" / "report.json"
+    report = {"command": "xlstm-monai bench networks", "runs": [{"dice": 0.8}]}
+    assert study.write_report(report, output, "| a |\n|---|") is report
+    assert json.loads(output.read_text()) == report
+    assert capsys.readouterr().out == f"| a |\n|---|\nwritten: {output}\n"
+
+
+def test_the_command_is_the_real_invocation_from_the_command_line(monkeypatch):
+    argv = ["/venv/bin/xlstm-monai", "bench", "label-efficiency", "--task", "hippocampus", "--network", '{"a": 1}']
+    monkeypatch.setattr(sys, "argv", argv)
+    assert study.command("label-efficiency", task="ignored") == (
+        "xlstm-monai bench label-efficiency --task hippocampus --network '{\"a\": 1}'"
+    )
+    monkeypatch.setattr(sys, "argv", ["/repo/xlstm_monai/cli.py", "bench", "gpu-check", "--dry_run", "true"])
+    assert study.command("gpu-check") == "xlstm-monai bench gpu-check --dry_run true"
+
+
+def test_the_command_is_built_from_the_arguments_elsewhere(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    line = study.command(
+        "label-efficiency", task="hippocampus", folds=(0, 1), recipe={"random": {"learning_rate": 0.01}}, seeds=None
+    )
+    assert line == (
+        "xlstm-monai bench label-efficiency --task hippocampus --folds 0,1 "
+        '--recipe \'{"random":{"learning_rate":0.01}}\''
+    )
+
+
+def test_the_cache_key_is_a_short_hash_of_the_settings_in_any_key_order():
+    assert study.cache_key({"a": 1, "b": 2}, 300) == study.cache_key({"b": 2, "a": 1}, 300)
+    assert study.cache_key({"a": 1}, 300) != study.cache_key({"a": 1}, 301)
+    assert len(study.cache_key({"a": 1})) == 8
+
+
+def test_mean_sd_and_paired_differences():
+    assert study.mean_sd([0.8, 0.9]) == "0.850 +- 0.071"
+    assert study.mean_sd([0.8]) == "0.800 +- 0.000"
+    differences = study.paired_differences({0: 0.82, 1: 0.90, 2: 0.7}, {0: 0.80, 1: 0.91})
+    assert differences == pytest.approx({0: 2.0, 1: -1.0})  # fold 2 has no pair
+    assert study.mean_sd(list(differences.values()), digits=1, signed=True) == "+0.5 +- 2.1"
+
+
+def test_the_tuning_fold_must_not_be_reported():
+    study.check_tune_fold(4, (0, 1, 2))
+    with pytest.raises(ValueError, match="the tuning fold 1 must not be a reported fold"):
+        study.check_tune_fold(1, (0, 1, 2))
