@@ -30,7 +30,7 @@ from xlstm_monai.bench.datasets import shared_dataset
 from xlstm_monai.bench.hippocampus_runs import train_and_evaluate, unit_lock
 from xlstm_monai.bench.study import cache_key, check_tune_fold, command, mean_sd, paired_differences, write_report
 from xlstm_monai.data import build_datalist
-from xlstm_monai.data.datalist import scan_images
+from xlstm_monai.data.layouts import scan_images
 from xlstm_monai.presets import HIPPOCAMPUS_CPU
 from xlstm_monai.workflow import run_workflow
 
