@@ -22,6 +22,8 @@ from pathlib import Path
 
 __all__ = ["measure_inference", "measure_training", "start"]
 
+MODULE = "xlstm_monai.bench.measure"
+
 
 def _workflow(bundle: str, config: str, workflow_type: str, overrides: dict):
     """The bundle's ``config`` as a ConfigWorkflow, initialised."""
@@ -96,7 +98,7 @@ MEASUREMENTS = {"inference": measure_inference, "train": measure_training}
 def start(kind: str, bundle: str, overrides: dict, out: Path, threads: int | None = None, log=None):
     """Start one measurement in a fresh Python process (a :class:`subprocess.Popen`); it writes its JSON to ``out``.
     ``threads``: the process's CPU threads; ``log``: a file for its output (default: captured)."""
-    args = [sys.executable, "-m", __name__, kind, bundle, json.dumps(overrides), str(out)]
+    args = [sys.executable, "-m", MODULE, kind, bundle, json.dumps(overrides), str(out)]
     env = dict(os.environ)
     if threads:
         args += ["--threads", str(threads)]
@@ -110,7 +112,7 @@ def start(kind: str, bundle: str, overrides: dict, out: Path, threads: int | Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=f"python -m {__name__}", description=__doc__.strip().splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.strip().splitlines()[0])
     parser.add_argument("kind", choices=sorted(MEASUREMENTS))
     parser.add_argument("bundle")
     parser.add_argument("overrides", help="the bundle config overrides, as JSON")
