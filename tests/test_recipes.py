@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
-from xlstm_monai.release.recipes import render_configs
+from xlstm_monai.dev.recipes import render_configs
 
 RECIPES, BUNDLES = REPO_ROOT / "recipes", REPO_ROOT / "bundles"
 

@@ -284,7 +284,7 @@ class Commands:
         self, recipes_dir: str = "recipes", bundles_dir: str = "bundles", names=None, check: bool = False
     ) -> None:
         """Render the bundles' configs from recipes/ (templates + each bundle's choices); --check lists drift."""
-        from xlstm_monai.release.recipes import render_configs
+        from xlstm_monai.dev.recipes import render_configs
 
         changed = render_configs(recipes_dir, bundles_dir, _strs(names), check)
         verb = "differ from their recipe sources" if check else "rewritten"
