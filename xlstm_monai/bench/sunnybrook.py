@@ -89,9 +89,7 @@ def benchmark_sunnybrook(
             }
         )
     report = {
-        "command": command(
-            "sunnybrook", data_dir=data_dir, epochs=epochs, spacing=spacing, roi_size=roi_size, small=small
-        ),
+        "command": command("sunnybrook", data_dir=data_dir, epochs=epochs, small=small),  # the command's options
         "settings": {"epochs": epochs, "spacing": list(spacing), "roi_size": list(roi_size), "small": small},
         "folds": folds,
         "mean": {k: float(np.mean([f[k] for f in folds])) for k in folds[0] if k.endswith(("dice", "mm"))},
