@@ -57,3 +57,29 @@ def test_the_tuning_fold_must_not_be_reported():
     study.check_tune_fold(4, (0, 1, 2))
     with pytest.raises(ValueError, match="the tuning fold 1 must not be a reported fold"):
         study.check_tune_fold(1, (0, 1, 2))
+
+
+@pytest.mark.parametrize(
+    "name, arguments",
+    [
+        ("hippocampus", {"scale": "cpu", "folds": (0, 1), "networks": ("XLSTMUNet", "UNet"), "iterations": 600}),
+        (
+            "label-efficiency",
+            {"task": "hippocampus", "folds": (0,), "recipe": {"random": {"learning_rate": 0.01}}, "network": {"a": 1}},
+        ),
+        ("label-efficiency", {"task": "heart_phantoms", "num_cases": 12, "fractions": (0.1, 1.0)}),
+        ("networks", {"device": "cpu", "train_sizes": (64, 96), "networks": ("UNet",), "warmup": 0}),
+        ("inference", {"bundles": ("heart_seg_ct",), "threads": 2, "volumes": 3}),
+        ("data-check", {"volumes": 10, "size": 32}),
+        ("sunnybrook", {"epochs": 2, "small": True}),
+    ],
+)
+def test_a_built_command_runs_through_the_command_line(name, arguments, monkeypatch):
+    from tests.test_results_commands import check_command
+
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    line = study.command(name, **arguments)
+    received = check_command(line, monkeypatch)
+    (bound,) = received.values()
+    if "recipe" in arguments:
+        assert bound["recipe"] == arguments["recipe"] and bound["network"] == arguments["network"]
