@@ -83,3 +83,16 @@ def test_a_built_command_runs_through_the_command_line(name, arguments, monkeypa
     (bound,) = received.values()
     if "recipe" in arguments:
         assert bound["recipe"] == arguments["recipe"] and bound["network"] == arguments["network"]
+
+
+def test_a_measurement_entry_point_writes_its_result(tmp_path, monkeypatch):
+    """``python -m xlstm_monai.bench.measure KIND BUNDLE OVERRIDES OUT`` runs a module function and writes JSON."""
+    from xlstm_monai.bench import measure
+
+    calls = []
+    monkeypatch.setitem(measure.MEASUREMENTS, "train", lambda bundle, overrides: calls.append(bundle) or overrides)
+    out = tmp_path / "result.json"
+    measure.main(["train", "heart_seg_ct", '{"epochs": 1}', str(out)])
+    assert calls == ["heart_seg_ct"] and json.loads(out.read_text()) == {"epochs": 1}
+    with pytest.raises(SystemExit):
+        measure.main(["compile", "heart_seg_ct", "{}", str(out)])  # an unknown measurement
