@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from xlstm_monai.bench.measure import start
+from xlstm_monai.bench.study import command, write_report
 
 __all__ = ["gpu_check"]
 
@@ -103,16 +104,21 @@ def gpu_check(out_dir: str | None = None, dry_run: bool = False) -> int:
     bundles = _bundle_runs(out, 3 if dry_run else 20, dry_run)
     failures += sum("status" in r for r in bundles)
     summary["minutes"] = (time.time() - started) / 60
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print("| bundle | iterations | ms / iteration | peak GiB | loss first -> last |\n|---|---|---|---|---|")
-    for row in bundles:
-        if "status" in row:
-            print(f"| {row['bundle']} | {row['status'][:60]} | | | |")
-        else:
-            peak = f"{row['peak_gib']:.2f}"
-            print(
-                f"| {row['bundle']} | {row['iterations']} | {row['ms_per_iteration']:.0f} | {peak} | "
-                f"{row['first_loss']:.3f} -> {row['last_loss']:.3f} |"
-            )
+    summary["command"] = command("gpu-check", out_dir=out_dir, dry_run=dry_run or None)
+    write_report(summary, out / "summary.json", format_table(bundles))
     print(f"gpu check: {failures} part(s) failed, {summary['minutes']:.1f} min, JSON in {out}")
     return failures
+
+
+def format_table(bundles: list[dict]) -> str:
+    """One row per bundle: iterations, time per iteration, peak memory, first and last loss (or why it failed)."""
+    lines = ["| bundle | iterations | ms / iteration | peak GiB | loss first -> last |", "|---|---|---|---|---|"]
+    for row in bundles:
+        if "status" in row:
+            lines.append(f"| {row['bundle']} | {row['status'][:60]} | | | |")
+        else:
+            lines.append(
+                f"| {row['bundle']} | {row['iterations']} | {row['ms_per_iteration']:.0f} | {row['peak_gib']:.2f} | "
+                f"{row['first_loss']:.3f} -> {row['last_loss']:.3f} |"
+            )
+    return "\n".join(lines)
