@@ -30,7 +30,8 @@ It also fixes what MONAI Label 0.8.5 would get wrong for these bundles:
   with stochastic depth on (MC dropout), and the ``epistemic`` strategy offers the least certain one next.
 
 Options (``--conf NAME VALUE``): ``models``, a comma-separated list of bundle names (default: every
-segmentation bundle); ``bundles_dir``, the folder that holds them (default: this repository's bundles/);
+segmentation bundle); ``bundles_dir``, the folder that holds them (default: the installed package's, as
+:func:`xlstm_monai.workflow.bundles_dir` finds them);
 ``epistemic_samples``, predictions per study for the epistemic score (default 5).
 """
 
@@ -54,9 +55,10 @@ from monailabel.tasks.infer.bundle import BundleInferTask
 from monailabel.tasks.scoring.epistemic_v2 import EpistemicScoring
 from monailabel.tasks.train.bundle import BundleTrainTask
 
+from xlstm_monai.workflow import bundles_dir as installed_bundles
+
 logger = logging.getLogger(__name__)
 
-BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 LABEL_INDICES = {"label_codes": "$list(range(@num_classes))"}
 BEST_MODEL = "model.pt"  # the bundles' best validation checkpoint
 
@@ -135,7 +137,7 @@ class XLSTMMonaiApp(MONAILabelApp):
     """One inference and one training task per bundle; "random" and "first" pick the next study to label."""
 
     def __init__(self, app_dir, studies, conf):
-        bundles_dir = Path(conf.get("bundles_dir", BUNDLES_DIR)).resolve()
+        bundles_dir = Path(conf.get("bundles_dir") or installed_bundles()).resolve()
         models = conf.get("models")
         names = [name.strip() for name in models.split(",")] if models else segmentation_bundles(bundles_dir)
         missing = [name for name in names if not (bundles_dir / name / "configs").is_dir()]

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
-from xlstm_monai.release.recipes import render_configs
+from xlstm_monai.dev.recipes import render_configs
 
 RECIPES, BUNDLES = REPO_ROOT / "recipes", REPO_ROOT / "bundles"
 
@@ -45,3 +45,16 @@ def test_a_setting_missing_from_a_bundles_recipe_is_an_error_naming_it(tmp_path)
     recipe.write_text(recipe.read_text().replace("  roi_size:", "  roi_size_typo:"))
     with pytest.raises(KeyError, match="setting 'roi_size' is not in the bundle's recipe file"):
         render_configs(recipes, tmp_path / "out", names=["brain_hippocampus"])
+
+
+def test_a_configs_header_names_every_source_it_was_read_from():
+    header = (BUNDLES / "heart_seg_ct" / "configs" / "train.yaml").read_text().split("\n# Trains")[0]
+    sources = [line.removeprefix("#   ") for line in header.splitlines() if line.startswith("#   ")]
+    assert sources[0] == "recipes/segmentation/train.yaml.j2" and sources[-1] == "recipes/bundles/heart_seg_ct.yaml"
+    for extended_or_included in (
+        "common/train.yaml.j2",
+        "segmentation/_preprocessing.yaml.j2",
+        "common/_encoder.yaml.j2",
+    ):
+        assert f"recipes/{extended_or_included}" in sources
+    assert all((REPO_ROOT / source).is_file() for source in sources)

@@ -29,9 +29,9 @@ BENCHMARKS = {
     "xlstm_monai.bench.networks": "benchmark_networks",
     "xlstm_monai.bench.inference": "benchmark_inference",
     "xlstm_monai.bench.data_check": "benchmark_data_check",
-    "xlstm_monai.bench.gpu_check": "gpu_check",
+    "xlstm_monai.gpu_check": "gpu_check",
     "xlstm_monai.bench.sunnybrook": "benchmark_sunnybrook",
-    "xlstm_monai.bench.label_efficiency": "benchmark_label_efficiency",
+    "xlstm_monai.bench.label_efficiency_phantoms": "benchmark_label_efficiency",
     "xlstm_monai.bench.label_efficiency_hippocampus": "benchmark_label_efficiency_hippocampus",
     "xlstm_monai.bench.hippocampus": "benchmark_hippocampus",
 }

@@ -79,7 +79,7 @@ class Bench:
 
     def gpu_check(self, out_dir: str | None = None, dry_run: bool = False) -> None:
         """GPU tests, networks at 64^3-160^3 and 20 steps of every bundle, JSON under $OUT (ci/gpu_check)."""
-        from xlstm_monai.bench.gpu_check import gpu_check
+        from xlstm_monai.gpu_check import gpu_check
 
         raise SystemExit(1 if gpu_check(out_dir, dry_run) else 0)
 
@@ -129,7 +129,7 @@ class Bench:
                 **options,
             )
         elif task == "heart_phantoms":
-            from xlstm_monai.bench.label_efficiency import benchmark_label_efficiency
+            from xlstm_monai.bench.label_efficiency_phantoms import benchmark_label_efficiency
 
             benchmark_label_efficiency(
                 output=output or "runs/bench_label_efficiency.json",
@@ -284,7 +284,7 @@ class Commands:
         self, recipes_dir: str = "recipes", bundles_dir: str = "bundles", names=None, check: bool = False
     ) -> None:
         """Render the bundles' configs from recipes/ (templates + each bundle's choices); --check lists drift."""
-        from xlstm_monai.release.recipes import render_configs
+        from xlstm_monai.dev.recipes import render_configs
 
         changed = render_configs(recipes_dir, bundles_dir, _strs(names), check)
         verb = "differ from their recipe sources" if check else "rewritten"

@@ -10,7 +10,6 @@ Writes JSON and prints the times with ratios. The generated dataset is kept in `
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from xlstm_monai.bench.study import command, write_report
 from xlstm_monai.data import check_datalist
 
 __all__ = ["benchmark_data_check"]
@@ -69,7 +69,7 @@ def benchmark_data_check(
         timings["warm"] = time.perf_counter() - start
     assert serial.lines() == cold.lines() == warm.lines()  # the same report each way
     report = {
-        "command": f"xlstm-monai bench data-check --volumes {volumes} --size {size}",
+        "command": command("data-check", volumes=volumes, size=size, workers=workers),
         "volumes": volumes,
         "size": size,
         "cpus": os.cpu_count(),
@@ -78,10 +78,6 @@ def benchmark_data_check(
         "seconds": timings,
         "cold_speedup_over_serial": timings["serial"] / timings["cold"],
     }
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    Path(output).write_text(json.dumps(report, indent=2))
-    print(f"| check of {volumes} pairs at {size}^3 | seconds | vs serial |\n|---|---|---|")
-    for name, seconds in timings.items():
-        print(f"| {name} | {seconds:.1f} | {timings['serial'] / seconds:.2f}x |")
-    print(f"written: {output}")
-    return report
+    table = [f"| check of {volumes} pairs at {size}^3 | seconds | vs serial |", "|---|---|---|"]
+    table += [f"| {name} | {seconds:.1f} | {timings['serial'] / seconds:.2f}x |" for name, seconds in timings.items()]
+    return write_report(report, output, "\n".join(table))

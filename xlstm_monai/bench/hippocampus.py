@@ -6,14 +6,12 @@ everything else equal.
 Every network trains through brain_hippocampus's own train.yaml (only ``network_def`` differs) for the same number of
 steps with the same schedule, and is scored by its evaluate.yaml (Dice and HD95 per structure, on the original
 grids, final weights). Each network's learning rate is chosen the same way: the best of one grid on a tuning fold
-that is not reported. Every (network, fold) unit is cached, so a run resumes across sessions. Writes JSON and prints
+that is not reported. Every (network, fold) unit is cached, so an interrupted run resumes. Writes JSON and prints
 mean +- sd per network, paired differences to XLSTMUNet and wall time.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
 
@@ -23,8 +21,9 @@ from tqdm import tqdm
 
 from xlstm_monai.bench.datasets import shared_dataset
 from xlstm_monai.bench.hippocampus_runs import train_and_evaluate
+from xlstm_monai.bench.study import cache_key, check_tune_fold, command, mean_sd, paired_differences, write_report
 from xlstm_monai.data import build_datalist
-from xlstm_monai.presets import SMALL, overrides
+from xlstm_monai.presets import HIPPOCAMPUS_CPU, overrides
 
 __all__ = ["NETWORKS", "benchmark_hippocampus", "format_report", "network_overrides"]
 
@@ -57,7 +56,7 @@ def _networks(scale: str) -> dict[str, dict]:
     Every block setting that a variant compares is set explicitly, so a record's ``settings.networks`` says what ran
     whatever the bundle's defaults later become (the cache key is these overrides).
     """
-    size = overrides(SMALL, feature_size=8) if scale == "cpu" else {}  # the CPU recipe of every hippocampus benchmark
+    size = overrides(HIPPOCAMPUS_CPU) if scale == "cpu" else {}
     qkconv, plain = {"network_def#qk_conv_kernel_size": 3}, {"network_def#qk_conv_kernel_size": 0}
     xlstm = {**size, **qkconv}  # the bundles' blocks: q/k from a depthwise 3^3 convolution of the token grid
     noblocks = {**size, "network_def#token_mixer": "none"}
@@ -136,8 +135,7 @@ def benchmark_hippocampus(
             ``tune_iterations``); a single rate is every network's, without tuning runs.
         reference: the network the others are paired with, fold by fold.
     """
-    if tune_fold in folds:
-        raise ValueError(f"the tuning fold {tune_fold} must not be a reported fold {tuple(folds)}")
+    check_tune_fold(tune_fold, folds)
     settings = {**SCALES[scale], **({"iterations": int(iterations)} if iterations else {})}
     grid = tuple(float(lr) for lr in (learning_rates or settings["learning_rates"]))
     chosen_networks = network_overrides(tuple(networks), scale)
@@ -152,9 +150,7 @@ def benchmark_hippocampus(
         datalist = work / "datalists" / f"fold{fold}.json"
         if not datalist.is_file():
             build_datalist(str(source), str(datalist), num_folds=5, fold=fold, seed=0, base_dir=str(source))
-        key = hashlib.sha1(
-            json.dumps([chosen_networks[name], steps, settings["batch_size"]], sort_keys=True).encode()
-        ).hexdigest()[:8]
+        key = cache_key(chosen_networks[name], steps, settings["batch_size"])
         root = work / f"{name}_{key}" / f"fold{fold}_lr{lr:g}"
         return train_and_evaluate(
             root,
@@ -184,10 +180,15 @@ def benchmark_hippocampus(
                 progress.set_postfix_str(f"{name} fold {fold}: Dice {runs[-1]['dice']:.3f}")
                 progress.update()
     report = {
-        "command": f"xlstm-monai bench hippocampus --scale {scale} --folds {','.join(map(str, folds))} "
-        f"--networks {','.join(networks)} --iterations {settings['iterations']} "
-        f"--learning_rates {','.join(f'{lr:g}' for lr in grid)}"
-        + (f" --reference {reference}" if reference != REFERENCE else ""),
+        "command": command(
+            "hippocampus",
+            scale=scale,
+            folds=folds,
+            networks=networks,
+            iterations=settings["iterations"],
+            learning_rates=[f"{lr:g}" for lr in grid],
+            reference=reference if reference != REFERENCE else None,
+        ),
         "reference": reference,
         "data": str(source),
         "settings": {**settings, "learning_rate_grid": list(grid), "tune_fold": tune_fold, "networks": chosen_networks},
@@ -195,15 +196,7 @@ def benchmark_hippocampus(
         "wall_minutes": (time.time() - started) / 60,
         "runs": runs,
     }
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    Path(output).write_text(json.dumps(report, indent=2))
-    print(format_report(report))
-    print(f"written: {output}")
-    return report
-
-
-def _mean_sd(values: list[float]) -> str:
-    return f"{np.mean(values):.3f} +- {np.std(values, ddof=1) if len(values) > 1 else 0.0:.3f}"
+    return write_report(report, output, format_report(report))
 
 
 def format_report(report: dict) -> str:
@@ -218,15 +211,11 @@ def format_report(report: dict) -> str:
     ]
     for name in names:
         mine = [r for r in runs if r["network"] == name]
-        diffs = [100 * (r["dice"] - reference[r["fold"]]) for r in mine if r["fold"] in reference]
-        diff = (
-            f"{np.mean(diffs):+.1f} +- {np.std(diffs, ddof=1) if len(diffs) > 1 else 0:.1f}"
-            if name != reference_name and diffs
-            else ""
-        )
+        diffs = list(paired_differences({r["fold"]: r["dice"] for r in mine}, reference).values())
+        diff = mean_sd(diffs, digits=1, signed=True) if name != reference_name and diffs else ""
         lines.append(
-            f"| {name} | {mine[0]['learning_rate']:g} | {_mean_sd([r['dice'] for r in mine])} | "
-            f"{_mean_sd([r['hd95'] for r in mine])} | {diff} | {len(mine)} | "
+            f"| {name} | {mine[0]['learning_rate']:g} | {mean_sd([r['dice'] for r in mine])} | "
+            f"{mean_sd([r['hd95'] for r in mine])} | {diff} | {len(mine)} | "
             f"{np.mean([r['train_minutes'] for r in mine]):.1f} |"
         )
     return "\n".join(lines)

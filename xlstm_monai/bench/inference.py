@@ -1,6 +1,7 @@
 """
 Inference cost per volume of each segmentation bundle: its inference.yaml on a typical input, with its default
-network, run by PyTorch and by ONNX Runtime (the bundle's own ``onnx_export`` at its ROI), each in a fresh process.
+network, run by PyTorch and by ONNX Runtime (the bundle's own ``onnx_export`` at its ROI), each in a fresh process
+(:mod:`xlstm_monai.bench.measure`).
 
 Weights are random (cost does not depend on them). Each run segments ``volumes`` copies of the input; the time per
 volume (reading, preprocessing, sliding-window inference, inversion to the input's grid, saving) is the median over
@@ -11,9 +12,6 @@ Results are kept per (bundle, backend) in the JSON, so an interrupted run resume
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +19,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from xlstm_monai.bench.measure import start
+from xlstm_monai.bench.study import command, write_report
 from xlstm_monai.networks import export_bundle_onnx
 from xlstm_monai.workflow import bundle_path
 
@@ -32,29 +32,6 @@ TYPICAL_INPUTS = {
     "heart_seg_mri": ((256, 256, 12), (1.37, 1.37, 10.0)),  # a short-axis cine stack, one phase
     "brain_hippocampus": ((35, 50, 35), (1.0, 1.0, 1.0)),  # an MSD Task04 crop
 }
-
-_MEASURE = """
-import json, resource, time
-import torch
-from ignite.engine import Events
-from monai.bundle import ConfigWorkflow
-from xlstm_monai.workflow import bundle_path
-torch.set_num_threads({threads})
-folder = bundle_path({bundle!r})
-workflow = ConfigWorkflow(config_file=str(folder / "configs" / "inference.yaml"),
-                          meta_file=str(folder / "configs" / "metadata.json"),
-                          logging_file=str(folder / "configs" / "logging.conf"), workflow_type="inference",
-                          **{overrides!r})
-workflow.initialize()
-evaluator = workflow.parser.get_parsed_content("evaluator")
-stamps = []  # the start, then the end of each volume: read, preprocess, infer, invert, save
-evaluator.add_event_handler(Events.STARTED, lambda e: stamps.append(time.perf_counter()))
-evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda e: stamps.append(time.perf_counter()))
-workflow.run()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-seconds = [b - a for a, b in zip(stamps, stamps[1:])]
-print("RESULT " + json.dumps({{"seconds": seconds, "peak_gib": peak}}))
-"""
 
 
 def _write_input(folder: Path, bundle: str, volumes: int) -> None:
@@ -77,13 +54,13 @@ def _run(bundle: str, root: Path, backend: str, threads: int, volumes: int) -> d
     }
     if backend == "onnxruntime":
         overrides["onnx_path"] = str(root / "models" / "model.onnx")
-    script = _MEASURE.format(threads=threads, bundle=bundle, overrides=overrides)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode or not lines:
-        raise RuntimeError(f"{bundle} {backend} failed: {(done.stdout + done.stderr)[-2000:]}")
-    result = json.loads(lines[-1][len("RESULT ") :])
+    out = root / f"measured_{backend}.json"
+    out.unlink(missing_ok=True)
+    process = start("inference", bundle, overrides, out, threads=threads)
+    log, _ = process.communicate()
+    if process.returncode or not out.is_file():
+        raise RuntimeError(f"{bundle} {backend} failed: {log[-2000:]}")
+    result = json.loads(out.read_text())
     seconds = result["seconds"][1:] or result["seconds"]
     return {
         "bundle": bundle,
@@ -151,11 +128,9 @@ def benchmark_inference(
             )
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(report, indent=2))
-    report["command"] = f"xlstm-monai bench inference --threads {threads} --volumes {volumes}"
+    report["command"] = command("inference", bundles=bundles, backends=backends, threads=threads, volumes=volumes)
     report["minutes"] = (time.time() - started) / 60
-    path.write_text(json.dumps(report, indent=2))
-    print(format_table(report))
-    return report
+    return write_report(report, path, format_table(report))
 
 
 def format_table(report: dict) -> str:

@@ -19,7 +19,6 @@ where it stopped. Writes JSON (``runs``: one record per fraction, arm, fold and 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -29,9 +28,10 @@ from tqdm import tqdm
 
 from xlstm_monai.bench.datasets import shared_dataset
 from xlstm_monai.bench.hippocampus_runs import train_and_evaluate, unit_lock
+from xlstm_monai.bench.study import cache_key, check_tune_fold, command, mean_sd, paired_differences, write_report
 from xlstm_monai.data import build_datalist
-from xlstm_monai.data.datalist import scan_images
-from xlstm_monai.presets import SMALL
+from xlstm_monai.data.layouts import scan_images
+from xlstm_monai.presets import HIPPOCAMPUS_CPU
 from xlstm_monai.workflow import run_workflow
 
 __all__ = ["SCALES", "benchmark_label_efficiency_hippocampus", "format_report"]
@@ -40,7 +40,7 @@ ARMS = ("pretrained", "random")
 SCALES = {
     # CPU: the small XLSTMUNet (embed 96, 4 blocks) of the hippocampus CPU recipe; whole 48x64x48 volumes
     "cpu": {
-        "network": {**SMALL, "feature_size": 8, "qk_conv_kernel_size": 3},  # the block set here: it is in the cache key
+        "network": {**HIPPOCAMPUS_CPU, "qk_conv_kernel_size": 3},  # the block set here: it is in the cache key
         "batch_size": 2,
         "iterations": 300,
         "pretrain": {"epochs": 8, "batch_size": 2, "learning_rate": 1.0e-3, "warmup_epochs": 1},
@@ -61,11 +61,6 @@ SCALES = {
 
 def _prefixed(prefix: str, settings: dict) -> dict:
     return {f"{prefix}#{k}": v for k, v in settings.items()}
-
-
-def _key(*settings) -> str:
-    """Short hash of the settings a cached unit depends on: other settings, another cache folder."""
-    return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 class _Study:
@@ -95,7 +90,7 @@ class _Study:
 
     def pretrained(self, fold: int) -> Path:
         """The export of a pretraining on the images of every fold but ``fold`` (labels unused)."""
-        key = _key(self.scale["network"], self.pretrain_settings, self.extra_unlabeled)
+        key = cache_key(self.scale["network"], self.pretrain_settings, self.extra_unlabeled)
         root = self.work / f"pretrain_{key}" / f"fold{fold}"
         export = root / "models" / "pretrained.pt"
         if export.is_file():
@@ -154,7 +149,7 @@ class _Study:
     ) -> dict:
         """One fine-tuning run and its evaluation, cached; ``lr_scale``: the pretrained weights' learning rate over
         ``learning_rate`` (discriminative fine-tuning; 1 for random initialisation)."""
-        key = _key(
+        key = cache_key(
             self.scale["network"],
             self.scale["batch_size"],
             self.iterations,
@@ -224,8 +219,7 @@ def benchmark_label_efficiency_hippocampus(
         extra_unlabeled: further folders of unlabeled T1 MRI for pretraining (e.g. ../shared/data/ixi_t1/images).
         work_dir: cache of every unit; a second call with the same settings resumes.
     """
-    if tune_fold in folds:
-        raise ValueError(f"the tuning fold {tune_fold} must not be a reported fold {tuple(folds)}")
+    check_tune_fold(tune_fold, folds)
     settings = {**SCALES[scale], "network": {**SCALES[scale]["network"], **(network or {})}}
     source = shared_dataset("msd_hippocampus", data_dir)
     if not (source / "dataset.json").is_file():
@@ -277,22 +271,22 @@ def benchmark_label_efficiency_hippocampus(
 
     report = {
         "task": "hippocampus",
-        "command": _command(
-            locals_=dict(
-                scale=scale,
-                fractions=fractions,
-                folds=folds,
-                seeds=seeds,
-                iterations=study.iterations,
-                pretrain_epochs=pretrain["epochs"],
-                learning_rates=grid,
-                pretrained_lr_scales=scales,
-                tune_fold=tune_fold,
-                tune_fraction=tune_fraction,
-                recipe=f"'{json.dumps(recipe, separators=(',', ':'))}'" if recipe else None,
-                network=f"'{json.dumps(network, separators=(',', ':'))}'" if network else None,
-                extra_unlabeled=extra_unlabeled,
-            )
+        "command": command(
+            "label-efficiency",
+            task="hippocampus",
+            scale=scale,
+            fractions=fractions,
+            folds=folds,
+            seeds=seeds,
+            iterations=study.iterations,
+            pretrain_epochs=pretrain["epochs"],
+            learning_rates=grid,
+            pretrained_lr_scales=scales,
+            tune_fold=tune_fold,
+            tune_fraction=tune_fraction,
+            recipe=recipe or None,
+            network=network or None,
+            extra_unlabeled=extra_unlabeled,
         ),
         "data": str(source),
         "scale": scale,
@@ -310,29 +304,15 @@ def benchmark_label_efficiency_hippocampus(
         "wall_minutes": (time.time() - started) / 60,
         "runs": runs,
     }
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    Path(output).write_text(json.dumps(report, indent=2))
-    print(format_report(report))
-    print(f"written: {output}")
-    return report
-
-
-def _command(locals_: dict) -> str:
-    args = " ".join(
-        f"--{k} {','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
-        for k, v in locals_.items()
-        if v is not None
-    )
-    return f"xlstm-monai bench label-efficiency --task hippocampus {args}"
+    return write_report(report, output, format_report(report))
 
 
 def _paired_gains(runs: list[dict], fraction: float) -> dict[tuple[int, int], float]:
-    by = {(r["arm"], r["fold"], r["seed"]): r["dice"] for r in runs if r["label_fraction"] == fraction}
-    return {
-        (fold, seed): 100 * (by[("pretrained", fold, seed)] - dice)
-        for (arm, fold, seed), dice in by.items()
-        if arm == "random" and ("pretrained", fold, seed) in by
+    arm = {
+        name: {(r["fold"], r["seed"]): r["dice"] for r in runs if r["label_fraction"] == fraction and r["arm"] == name}
+        for name in ARMS
     }
+    return paired_differences(arm["pretrained"], arm["random"])
 
 
 def format_report(report: dict) -> str:
@@ -347,7 +327,7 @@ def format_report(report: dict) -> str:
     ]
     for fraction in sorted({r["label_fraction"] for r in runs}):
         mine = [r for r in runs if r["label_fraction"] == fraction]
-        arm = {a: np.array([r["dice"] for r in mine if r["arm"] == a]) for a in ARMS}
+        arm = {a: [r["dice"] for r in mine if r["arm"] == a] for a in ARMS}
         measured = sorted({r["fold"] for r in mine})
         per_fold = []
         for f in folds:
@@ -360,14 +340,13 @@ def format_report(report: dict) -> str:
             ]
             per_fold.append(f"{means[0]:.3f} / {means[1]:.3f}")
         gains = _paired_gains(runs, fraction)
-        values = np.array(list(gains.values()))
+        values = list(gains.values())
         fold_gain = [np.mean([g for (f, _), g in gains.items() if f == fold]) for fold in measured]
         cases = mine[0]["labeled_cases"]
         lines.append(
-            f"| {fraction:.0%} | {cases} | {' | '.join(per_fold)} | {arm['random'].mean():.3f} +- "
-            f"{arm['random'].std(ddof=1) if len(arm['random']) > 1 else 0:.3f} | {arm['pretrained'].mean():.3f} +- "
-            f"{arm['pretrained'].std(ddof=1) if len(arm['pretrained']) > 1 else 0:.3f} | {values.mean():+.1f} +- "
-            f"{values.std(ddof=1) if len(values) > 1 else 0:.1f} | {sum(g > 0 for g in fold_gain)}/{len(measured)} |"
+            f"| {fraction:.0%} | {cases} | {' | '.join(per_fold)} | {mean_sd(arm['random'])} | "
+            f"{mean_sd(arm['pretrained'])} | {mean_sd(values, digits=1, signed=True)} | "
+            f"{sum(g > 0 for g in fold_gain)}/{len(measured)} |"
         )
     choice = report.get("learning_rate_choice", {})
     for lever in report.get("levers", []):

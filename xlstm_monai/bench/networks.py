@@ -10,7 +10,6 @@ ratios to SwinUNETR.
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -18,9 +17,10 @@ import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import torch
+
+from xlstm_monai.bench.study import command, write_report
 
 __all__ = ["NETWORKS", "benchmark_networks", "format_table"]
 
@@ -186,6 +186,16 @@ def benchmark_networks(
                 results.append(row)
                 print(f"  {mode:5s} {size:4d}^3 {name:10s} {_cell(row)}", flush=True)
     report = {
+        "command": command(
+            "networks",
+            device=device,
+            train_sizes=train_sizes,
+            infer_sizes=infer_sizes,
+            batch_size=batch_size,
+            networks=networks,
+            warmup=warmup,
+            repeats=repeats,
+        ),
         "device": torch.cuda.get_device_name(0) if on_gpu else platform.processor() or platform.machine(),
         "device_type": "cuda" if on_gpu else "cpu",
         "threads": threads,
@@ -203,11 +213,7 @@ def benchmark_networks(
         "results": results,
         "scaling": _per_voxel_scaling(results),
     }
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    Path(output).write_text(json.dumps(report, indent=2))
-    print(format_table(report))
-    print(f"written: {output}")
-    return report
+    return write_report(report, output, format_table(report))
 
 
 def _cell(row: dict) -> str:

@@ -9,7 +9,6 @@ configs. Writes JSON and prints a table.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -17,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from xlstm_monai.bench.datasets import shared_dataset
+from xlstm_monai.bench.study import command, write_report
 from xlstm_monai.data import build_datalist
-from xlstm_monai.presets import SMALL
+from xlstm_monai.presets import SMALL, overrides
 from xlstm_monai.workflow import read_structure_metrics, run_workflow
 
 __all__ = ["benchmark_sunnybrook"]
@@ -50,7 +50,7 @@ def benchmark_sunnybrook(
     work = Path(work_dir or tempfile.mkdtemp(prefix="sunnybrook_"))
     datalist = work / "datalist.json"
     cases = build_datalist(str(source), str(datalist), kind="paired", modality="MRI", num_folds=4)["training"]
-    overrides = {
+    settings = {
         "dataset_dir": str(source),
         "datalist": str(datalist),
         "label_codes": SUNNYBROOK_CODES,
@@ -61,7 +61,7 @@ def benchmark_sunnybrook(
         "val_interval": epochs,
     }
     if small:
-        overrides.update(
+        settings.update(
             {
                 **overrides(SMALL),
                 "learning_rate": 3.0e-3,
@@ -72,7 +72,7 @@ def benchmark_sunnybrook(
     for fold in range(4):
         root = work / f"fold{fold}"
         start = time.time()
-        common = {**overrides, "bundle_root": str(root), "fold": fold}
+        common = {**settings, "bundle_root": str(root), "fold": fold}
         run_workflow("heart_seg_mri", ["train.yaml"], "train", epochs=epochs, **common)
         run_workflow("heart_seg_mri", ["train.yaml", "evaluate.yaml"], "train", **common)
         metrics = read_structure_metrics(root / "eval")
@@ -89,23 +89,28 @@ def benchmark_sunnybrook(
             }
         )
     report = {
+        "command": command("sunnybrook", data_dir=data_dir, epochs=epochs, small=small),  # the command's options
         "settings": {"epochs": epochs, "spacing": list(spacing), "roi_size": list(roi_size), "small": small},
         "folds": folds,
         "mean": {k: float(np.mean([f[k] for f in folds])) for k in folds[0] if k.endswith(("dice", "mm"))},
     }
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    Path(output).write_text(json.dumps(report, indent=2))
-    print("| fold | test case | LV blood pool Dice | myocardium Dice | LV HD95 mm | myo HD95 mm |")
-    print("|---|---|---|---|---|---|")
-    for f in folds:
-        print(
+    return write_report(report, output, format_table(report))
+
+
+def format_table(report: dict) -> str:
+    """Per fold and their mean: LV blood pool and myocardium Dice and HD95."""
+    lines = [
+        "| fold | test case | LV blood pool Dice | myocardium Dice | LV HD95 mm | myo HD95 mm |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in report["folds"]:
+        lines.append(
             f"| {f['fold']} | {f['test_case']} | {f['lv_blood_pool_dice']:.3f} | {f['myocardium_dice']:.3f} | "
             f"{f['lv_blood_pool_hd95_mm']:.1f} | {f['myocardium_hd95_mm']:.1f} |"
         )
     m = report["mean"]
-    print(
+    lines.append(
         f"| mean | | {m['lv_blood_pool_dice']:.3f} | {m['myocardium_dice']:.3f} | {m['lv_blood_pool_hd95_mm']:.1f} "
         f"| {m['myocardium_hd95_mm']:.1f} |"
     )
-    print(f"written: {output}")
-    return report
+    return "\n".join(lines)

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from monai.data import load_decathlon_datalist
 
 from .bundle_datalist import DatalistError, read_datalist_file
-from .datalist import _msd_modality, normalize_modality
+from .layouts import _msd_modality, normalize_modality
 
 __all__ = ["load_unlabeled_images", "modality_sampling_weights"]
 

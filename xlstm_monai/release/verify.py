@@ -27,58 +27,13 @@ import torch
 import yaml
 from monai.bundle import ConfigParser, ReferenceResolver
 
-from xlstm_monai.presets import TINY, overrides
+from xlstm_monai.presets import SMOKE
 from xlstm_monai.workflow import bundles_dir as installed_bundles
 from xlstm_monai.workflow import run_workflow
 
 __all__ = ["SMOKE", "verify_bundles", "check_version", "check_large_files", "check_style", "check_references"]
 
-_TINY_UNET = overrides(TINY, feature_size=8)
-_QUICK = {"num_workers": 0, "cache_rate": 0.0, "epochs": 1, "val_interval": 1, "warmup_epochs": 0}
 
-# per bundle: "network"/"shape" overrides shared by every config (network size, resampling, crop); "train" extras;
-# "images": where the generated phantoms to run inference on lie, under bundle_root
-SMOKE = {
-    "heart_seg_ct": {
-        "network": {**_TINY_UNET, "spacing": [4.5, 4.5, 4.5], "roi_size": [32, 32, 32]},
-        "train": {**_QUICK, "num_phantoms": 6, "num_samples": 1},
-        "images": "data/phantoms_ct",
-    },
-    "heart_seg_mri": {
-        "network": {**_TINY_UNET, "spacing": [4.5, 4.5, 4.5], "roi_size": [32, 32, 32]},
-        "train": {**_QUICK, "num_phantoms": 6, "num_samples": 1},
-        "images": "data/phantoms_mr",
-    },
-    "brain_hippocampus": {
-        "network": dict(_TINY_UNET),
-        "train": {**_QUICK, "num_phantoms": 10, "batch_size": 2},
-        "images": "data/phantoms_hippocampus/imagesTr",
-    },
-    "brain_cls": {
-        "network": {
-            **overrides(TINY),
-            "spacing": [4.0, 4.0, 4.0],
-            "field_of_view": [48, 56, 48],
-        },
-        "train": {**_QUICK, "num_phantoms": 10, "batch_size": 2},
-        "images": "data/phantoms_brain/images",
-    },
-    "pretrain_ssl": {
-        "network": {
-            **overrides(TINY, prefix="encoder_def"),
-            "spacing": [4.5, 4.5, 4.5],
-            "global_size": [32, 32, 32],
-            "local_size": [16, 16, 16],
-            "num_local": 2,
-            "out_dim": 128,
-            "patch_out_dim": 128,
-            "network_def#hidden_dim": 128,
-            "network_def#bottleneck_dim": 32,
-        },
-        "train": {**_QUICK, "num_phantoms": 2, "batch_size": 2},
-        "images": None,
-    },
-}
 # the configs that stand alone; every other one (evaluate, multi_gpu_train, export, brain_mri, ...) is an overlay of
 # train.yaml. multi_gpu_train needs torchrun on GPUs, so it is checked statically only
 COMPLETE_CONFIGS = ("train.yaml", "inference.yaml")
@@ -305,7 +260,7 @@ def verify_bundles(
     for name in names:
         bundle = bundles / name
         if name not in SMOKE:
-            raise KeyError(f"no smoke-run settings for bundle {name!r}: add it to SMOKE in {__name__}")
+            raise KeyError(f"no smoke-run settings for bundle {name!r}: add it to SMOKE in xlstm_monai.presets")
         if schema_path.is_file():
             _run_check(results, name, "verify_metadata", _verify_metadata, bundle, schema_path)
         else:

@@ -35,11 +35,29 @@ def _line(text: str, why: str | None = None, indent: int = 0) -> str:
     return f"{text.ljust(width)}# {why}" if len(text) < width - 1 else f"{text}  # {why}"
 
 
-def _environment(recipes: Path, settings: dict):
+def _recording_loader(recipes: Path):
+    """A loader of the templates under ``recipes`` that keeps the name of every template it loads, in order."""
     import jinja2  # a development tool: only rendering needs it
 
+    class RecordingLoader(jinja2.FileSystemLoader):
+        def __init__(self, searchpath: str):
+            super().__init__(searchpath)
+            self.loaded: list[str] = []
+
+        def get_source(self, environment, template):
+            if template not in self.loaded:
+                self.loaded.append(template)
+            return super().get_source(environment, template)
+
+    return RecordingLoader(str(recipes))
+
+
+def _environment(recipes: Path, settings: dict):
+    import jinja2
+
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(recipes)),
+        loader=_recording_loader(recipes),
+        cache_size=0,  # every template is loaded anew, so the loader sees all the sources of each config
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -60,10 +78,13 @@ def _environment(recipes: Path, settings: dict):
     return env
 
 
-def _header(template: str, recipe: str) -> str:
+def _header(templates: list[str], recipe: str) -> str:
+    """The config's first lines: every source it was read from (the template, every template that one extends,
+    includes or imports, and the bundle's recipe), and how to change it."""
+    sources = "".join(f"#   recipes/{name}\n" for name in [*templates, f"bundles/{recipe}"])
     return (
-        f"# Rendered from recipes/{template} and recipes/bundles/{recipe}:\n"
-        "# edit those, then run `xlstm-monai render-configs` (CI fails when a config and its sources differ).\n"
+        "# Rendered from these sources: edit those, then run `xlstm-monai render-configs` (CI fails when a config and\n"
+        f"# its sources differ).\n{sources}"
     )
 
 
@@ -87,7 +108,9 @@ def render_configs(
         env = _environment(recipes, spec.get("settings", {}))
         for config, template in spec["configs"].items():
             values = {k: v for k, v in spec.items() if k not in ("configs", "settings")}
-            text = _header(template, recipe.name) + env.get_template(template).render(bundle=name, **values)
+            env.loader.loaded.clear()
+            body = env.get_template(template).render(bundle=name, **values)
+            text = _header(env.loader.loaded, recipe.name) + body
             target = Path(bundles_dir) / name / "configs" / config
             if target.is_file() and target.read_text() == text:
                 continue

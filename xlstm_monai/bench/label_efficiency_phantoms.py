@@ -15,13 +15,13 @@ Writes JSON and prints the table. The defaults are a CPU-sized recipe (48^3 volu
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from xlstm_monai.bench.study import command, write_report
 from xlstm_monai.data import build_datalist
 from xlstm_monai.phantoms import write_heart_phantoms
 from xlstm_monai.presets import SMALL
@@ -172,6 +172,16 @@ def benchmark_label_efficiency(
             )
             print(f"  {fraction:4.0%} labels ({labeled} cases), {start_from:10s}: mean Dice {dice:.3f}", flush=True)
     report = {
+        "command": command(
+            "label-efficiency",
+            task="heart_phantoms",
+            scale=scale,
+            fractions=fractions,
+            num_cases=num_cases,
+            pretrain_epochs=pretrain_epochs,
+            finetune_iterations=finetune_iterations,
+            extra_unlabeled=extra_unlabeled,
+        ),
         "scale": scale,
         "num_cases": num_cases,
         "pretrain_epochs": pretrain_epochs,
@@ -179,11 +189,7 @@ def benchmark_label_efficiency(
         "pretrain_minutes": minutes_pretrain,
         "runs": rows,
     }
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    Path(output).write_text(json.dumps(report, indent=2))
-    print(format_table(report))
-    print(f"written: {output}")
-    return report
+    return write_report(report, output, format_table(report))
 
 
 def format_table(report: dict) -> str:

@@ -1,5 +1,5 @@
 """
-The GPU measurements in one call, for a lent H100/H200 (``ci/gpu_check``), in well under 8 minutes:
+The hardware check of a CUDA machine (an H100 or H200) in one call (``ci/gpu_check``), in well under 8 minutes:
 
 1. the ``gpu``-marked tests (Triton mLSTM kernels against the CPU kernel);
 2. ``bench networks``: a training step of XLSTMUNet beside MONAI's UNet, SegResNet, UNETR and SwinUNETR at
@@ -8,7 +8,7 @@ The GPU measurements in one call, for a lent H100/H200 (``ci/gpu_check``), in we
    memory: CUDA's peak allocation; on the CPU the process's peak resident set);
 
 then one JSON per part under ``out_dir`` and one printed table. ``dry_run`` runs the same code paths on the CPU at
-tiny sizes (CI runs it, so the script cannot rot before a GPU is lent).
+tiny sizes (CI runs it, so the check cannot rot between runs on a CUDA machine).
 """
 
 from __future__ import annotations
@@ -21,48 +21,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from xlstm_monai.bench.measure import start
+from xlstm_monai.bench.study import command, write_report
+
 __all__ = ["gpu_check"]
 
 BUNDLES = ("heart_seg_ct", "heart_seg_mri", "brain_hippocampus", "brain_cls", "pretrain_ssl")
 
-_BUNDLE_RUN = """
-import json, sys, time, torch
-from ignite.engine import Events
-from monai.bundle import ConfigWorkflow
-from xlstm_monai.workflow import bundle_path
-bundle, overrides, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
-folder = bundle_path(bundle)
-workflow = ConfigWorkflow(config_file=str(folder / "configs" / "train.yaml"),
-                          meta_file=str(folder / "configs" / "metadata.json"),
-                          logging_file=str(folder / "configs" / "logging.conf"), workflow_type="train", **overrides)
-workflow.initialize()
-trainer = workflow.parser.get_parsed_content("train#trainer")
-stamps, losses = [], []
-trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: stamps.append(time.perf_counter()))
-def loss_of(output):
-    output = output[0] if isinstance(output, list) else output
-    return float(output["loss"])
-trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.append(loss_of(e.state.output)))
-if torch.cuda.is_available():
-    torch.cuda.reset_peak_memory_stats()
-workflow.run()
-steps = [b - a for a, b in zip(stamps, stamps[1:])]
-steps = sorted(steps[2:] if len(steps) > 4 else steps or [0.0])  # the first steps compile kernels
-if torch.cuda.is_available():
-    peak = torch.cuda.max_memory_allocated() / 2**30
-else:
-    import resource
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-result = {"bundle": bundle, "iterations": trainer.state.iteration, "ms_per_iteration": 1000 * steps[len(steps) // 2],
-          "peak_gib": peak, "first_loss": losses[0], "last_loss": losses[-1],
-          "finite": all(torch.isfinite(torch.tensor(losses)).tolist())}
-open(out, "w").write(json.dumps(result))
-"""
-
 
 def _bundle_overrides(bundle: str, root: Path, iterations: int, dry_run: bool) -> dict:
     """The bundle's default network (a tiny one in a dry run) for ``iterations`` steps, no validation."""
-    from xlstm_monai.release.verify import SMOKE
+    from xlstm_monai.presets import SMOKE
 
     overrides = {"bundle_root": str(root), "num_workers": 4, "cache_rate": 0.0, "resume": False}
     if dry_run:
@@ -79,16 +48,9 @@ def _bundle_runs(out: Path, iterations: int, dry_run: bool) -> list[dict]:
     processes = []
     for bundle in BUNDLES:
         result = work / f"{bundle}.json"
-        args = [
-            sys.executable,
-            "-c",
-            _BUNDLE_RUN,
-            bundle,
-            json.dumps(_bundle_overrides(bundle, work / bundle, iterations, dry_run)),
-            str(result),
-        ]
+        overrides = _bundle_overrides(bundle, work / bundle, iterations, dry_run)
         log = open(work / f"{bundle}.log", "w")
-        processes.append((bundle, result, log, subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)))
+        processes.append((bundle, result, log, start("train", bundle, overrides, result, log=log)))
         if dry_run:  # two CPU cores: one at a time
             processes[-1][3].wait()
     rows = []
@@ -113,7 +75,7 @@ def gpu_check(out_dir: str | None = None, dry_run: bool = False) -> int:
     out = Path(out_dir or os.environ.get("OUT") or "runs/gpu_check")
     out.mkdir(parents=True, exist_ok=True)
     if not dry_run and not torch.cuda.is_available():
-        raise SystemExit("no CUDA device: run on the GPU machine, or pass --dry_run true to run the code paths on CPU")
+        raise SystemExit("no CUDA device: run on a CUDA machine, or pass --dry_run true to run the code paths on CPU")
     started, failures = time.time(), 0
     summary = {"dry_run": dry_run, "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
 
@@ -142,16 +104,21 @@ def gpu_check(out_dir: str | None = None, dry_run: bool = False) -> int:
     bundles = _bundle_runs(out, 3 if dry_run else 20, dry_run)
     failures += sum("status" in r for r in bundles)
     summary["minutes"] = (time.time() - started) / 60
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print("| bundle | iterations | ms / iteration | peak GiB | loss first -> last |\n|---|---|---|---|---|")
-    for row in bundles:
-        if "status" in row:
-            print(f"| {row['bundle']} | {row['status'][:60]} | | | |")
-        else:
-            peak = f"{row['peak_gib']:.2f}"
-            print(
-                f"| {row['bundle']} | {row['iterations']} | {row['ms_per_iteration']:.0f} | {peak} | "
-                f"{row['first_loss']:.3f} -> {row['last_loss']:.3f} |"
-            )
+    summary["command"] = command("gpu-check", out_dir=out_dir, dry_run=dry_run or None)
+    write_report(summary, out / "summary.json", format_table(bundles))
     print(f"gpu check: {failures} part(s) failed, {summary['minutes']:.1f} min, JSON in {out}")
     return failures
+
+
+def format_table(bundles: list[dict]) -> str:
+    """One row per bundle: iterations, time per iteration, peak memory, first and last loss (or why it failed)."""
+    lines = ["| bundle | iterations | ms / iteration | peak GiB | loss first -> last |", "|---|---|---|---|---|"]
+    for row in bundles:
+        if "status" in row:
+            lines.append(f"| {row['bundle']} | {row['status'][:60]} | | | |")
+        else:
+            lines.append(
+                f"| {row['bundle']} | {row['iterations']} | {row['ms_per_iteration']:.0f} | {row['peak_gib']:.2f} | "
+                f"{row['first_loss']:.3f} -> {row['last_loss']:.3f} |"
+            )
+    return "\n".join(lines)

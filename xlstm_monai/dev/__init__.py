@@ -1,0 +1,1 @@
+"""Development tools: the rendering of the bundle configs from recipes/."""
