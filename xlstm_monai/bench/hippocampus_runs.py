@@ -53,13 +53,15 @@ def train_and_evaluate(
     overrides: dict | None = None,
     record: dict | None = None,
     configs: tuple[str, ...] = ("train.yaml",),
+    keep_model: Path | None = None,
 ) -> dict:
     """
     Train for ``iterations`` steps (whole epochs over the fold's labeled training cases, rounded up), with warm-up
     over the first tenth, validate only at the end (no checkpoint is picked on the validation fold), evaluate, and
     return ``record`` plus the figures: mean Dice and HD95 over the structures, per-structure Dice, labeled cases,
     steps taken and minutes of training. ``configs``: brain_hippocampus's training configs (an overlay such as
-    fine_tune.yaml after train.yaml); evaluation adds evaluate.yaml to them.
+    fine_tune.yaml after train.yaml); evaluation adds evaluate.yaml to them. ``keep_model``: where to keep the final
+    network (``models/model.pt``) before the unit's weights are cleared; by default no weights are kept.
     """
     result_file = root / "result.json"
     if result_file.is_file():
@@ -112,6 +114,8 @@ def train_and_evaluate(
             "per_structure_dice": {k: m["val_mean_dice"] for k, m in metrics.items()},
             "per_structure_hd95": {k: m["val_hd95"] for k, m in metrics.items()},
         }
+        if keep_model is not None:
+            shutil.copyfile(root / "models" / "model.pt", keep_model)
         result_file.write_text(json.dumps(result, indent=2))
         for heavy in ("models", "eval"):  # the figures stay, the weights and predictions of every run do not
             shutil.rmtree(root / heavy, ignore_errors=True)

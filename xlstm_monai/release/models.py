@@ -8,9 +8,9 @@ The released weights, made by one command from the real images under ``$XLSTM_MO
    ``large_files.yml``.
 3. ``cross-validate``: brain_hippocampus's shipped recipe (train.yaml + fine_tune.yaml, as shipped: it starts from
    the installed foundation checkpoint) on folds of the 200 cases, each scored on its held-out fold.
-4. ``train``: the same recipe on all 200 cases; ``install-model`` makes its final weights
-   ``brain_hippocampus/models/model.pt``, with its hash, and writes the cross-validated figures to the bundle's
-   metadata.json.
+4. ``train``: the same recipe on all 200 cases; ``install-model`` makes its final weights (or, with ``model_from``,
+   one cross-validation fold's, whose held-out score is then known) ``brain_hippocampus/models/model.pt``, with its
+   hash, and writes the cross-validated figures to the bundle's metadata.json.
 
 Every step is cached under ``work_dir`` (a finished unit is read back, an interrupted one starts again), so the
 command resumes where it stopped. The foundation pretraining sees the images of every fold (never a label): the
@@ -41,6 +41,11 @@ __all__ = ["FOUNDATION", "HIPPOCAMPUS", "release_models"]
 
 RELEASE_URL = "https://github.com/xlstm-monai/xlstm-monai/releases/download/v{version}"  # where release assets go
 HASH_TYPE = "sha256"
+RELEASED_HEADER = (
+    "# The released weights of this bundle, made by `xlstm-monai release-models`: in the repository, the wheel\n"
+    "# and the release archives, and at their URL. Loading checks each hash; `python -m monai.bundle\n"
+    "# download_large_files --bundle_path .` fetches a missing file or verifies it.\n"
+)
 FOUNDATION = {
     "configs": ["train.yaml", "brain_mri.yaml"],
     "settings": {"epochs": 6, "batch_size": 2, "learning_rate": 1.0e-3, "warmup_epochs": 1},
@@ -99,7 +104,6 @@ def install(file: Path, bundle: str, name: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(file, target)
     listing = folder / "large_files.yml"
-    header = "".join(line for line in listing.read_text().splitlines(keepends=True) if line.startswith("#"))
     entries = [
         e for e in (yaml.safe_load(listing.read_text()) or {}).get("large_files") or [] if e["path"] != f"models/{name}"
     ]
@@ -112,7 +116,7 @@ def install(file: Path, bundle: str, name: str) -> Path:
             "hash_type": HASH_TYPE,
         }
     )
-    listing.write_text(header + yaml.safe_dump({"large_files": entries}, sort_keys=False))
+    listing.write_text(RELEASED_HEADER + yaml.safe_dump({"large_files": entries}, sort_keys=False))
     print(f"{target}: {target.stat().st_size / 2**20:.1f} MiB, {HASH_TYPE} {entries[-1]['hash_val']}")
     return target
 
@@ -137,6 +141,7 @@ def cross_validate(work: Path, source: Path, folds=HIPPOCAMPUS["folds"]) -> list
                 learning_rate=recipe["learning_rate"],
                 overrides={"pretrained_lr_scale": recipe["pretrained_lr_scale"]},
                 configs=HIPPOCAMPUS["configs"],
+                keep_model=work / "cross_validation" / f"fold{fold}_model.pt",
                 record={"recipe": "brain_hippocampus train.yaml + fine_tune.yaml", "foundation": _foundation_hash()},
             )
         )
@@ -227,6 +232,7 @@ def write_eval_metrics(report: dict, bundle: str = "brain_hippocampus") -> dict:
 def release_models(
     steps: tuple[str, ...] = STEPS,
     folds: tuple[int, ...] = HIPPOCAMPUS["folds"],
+    model_from: str = "all",
     data_dir: str | None = None,
     extra_images: tuple[str, ...] | None = None,
     work_dir: str = "runs/release",
@@ -237,6 +243,8 @@ def release_models(
 
     Args:
         folds: the validation folds of the cross-validation (of 5); a second process can run other folds.
+        model_from: what ``install-model`` releases: "all" (the recipe on all cases, the ``train`` step) or
+            "foldN" (fold N's cross-validation model, trained on the other folds: its held-out score is measured).
         data_dir: the MSD Task04 folder; default $XLSTM_MONAI_DATA/msd_hippocampus.
         extra_images: further folders of unlabeled brain T1 for the foundation pretraining; default the IXI T1
             brains beside the MSD folder.
@@ -258,10 +266,17 @@ def release_models(
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(json.dumps(report, indent=2))
         print(json.dumps(report["summary"], indent=1))
-    if "train" in steps or "install-model" in steps:
+    if "train" in steps or ("install-model" in steps and model_from == "all"):
         weights = train_final(work, source)
-        if "install-model" in steps:
-            install(weights, "brain_hippocampus", "model.pt")
-            if Path(output).is_file():
-                write_eval_metrics(json.loads(Path(output).read_text()))
+    if "install-model" in steps:
+        if model_from != "all":
+            weights = work / "cross_validation" / f"{model_from}_model.pt"
+            if not weights.is_file():
+                raise FileNotFoundError(f"{weights}: run the cross-validation of {model_from} first")
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            weights = weights.with_name(f"{model_from}_released.pt")
+            torch.save({k: v.contiguous() for k, v in state.get("model", state).items()}, weights)
+        install(weights, "brain_hippocampus", "model.pt")
+        if Path(output).is_file():
+            write_eval_metrics(json.loads(Path(output).read_text()))
     return report
