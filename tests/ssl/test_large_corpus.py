@@ -203,6 +203,7 @@ def _pretrain(root, dataset_dir, stop_at=None, starts=None, **settings):
         **{**FAST, **settings},
     )
     workflow.initialize()
+    assert not workflow.check_properties()
     trainer = workflow.parser.get_parsed_content("train#trainer")
     if starts is not None:
         trainer.add_event_handler(Events.STARTED, lambda e: starts.append(e.state.iteration))

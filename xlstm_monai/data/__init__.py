@@ -15,6 +15,7 @@ from .bundle_datalist import (
 from .check import DataCheckError, DataCheckReport, check_datalist
 from .classes import class_weights
 from .corpus import (
+    MidEpochResume,
     ResumableWeightedSampler,
     SkipUnreadable,
     UnreadableReport,

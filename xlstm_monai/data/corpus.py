@@ -40,6 +40,7 @@ from .layouts import normalize_modality
 from .unlabeled import load_unlabeled_images
 
 __all__ = [
+    "MidEpochResume",
     "ResumableWeightedSampler",
     "SkipUnreadable",
     "UnreadableReport",
@@ -427,3 +428,13 @@ class ResumableWeightedSampler(DistributedWeightedRandomSampler):
         self.skip = done * int(getattr(loader, "batch_size", None) or 1)
         if done:
             engine.logger.info(f"resuming epoch {engine.state.epoch + 1} at its batch {done + 1} of {length}")
+
+
+class MidEpochResume:
+    """The trainer handler of a :class:`ResumableWeightedSampler` (a config's handler list takes ``_target_`` items)."""
+
+    def __init__(self, sampler: ResumableWeightedSampler) -> None:
+        self.sampler = sampler
+
+    def attach(self, engine: Engine) -> None:
+        self.sampler.attach(engine)
