@@ -233,3 +233,22 @@ def test_pretraining_on_a_csv_with_the_disk_cache_resumes_mid_epoch(tmp_path):
     second = _pretrain(root, data / "images.csv", starts=starts, **settings)
     assert starts == [0, 1]  # the second run starts at the step the first stopped after
     assert second.state.iteration == 2 == second.state.epoch_length
+
+
+@pytest.mark.realdata
+def test_dicom_series_in_a_tree_are_volumes_with_their_modality(tmp_path):
+    import shutil
+
+    from tests.conftest import shared_data
+
+    source = shared_data("dicom")
+    root = tmp_path / "archive"
+    shutil.copytree(source / "brain_t1", root / "patient1" / "t1")
+    shutil.copytree(source / "chest_ct", root / "patient2" / "ct")
+    shutil.copytree(source / "chest_ct", root / "old" / "ct")  # excluded
+    nifti = _volume(root / "patient3" / "scan.nii.gz")
+    images = pretraining_images(
+        str(root), str(tmp_path / "none.json"), str(tmp_path / "bundle"), modality="MRI", exclude=["old/**"]
+    )
+    by_path = {e["image"]: e["modality"] for e in images}
+    assert by_path == {str(root / "patient1" / "t1"): "MRI", str(root / "patient2" / "ct"): "CT", nifti: "MRI"}

@@ -106,32 +106,46 @@ def _nifti_problem(path: str) -> str | None:
     return None
 
 
+def _is_dicom_file(path: str) -> bool:
+    if path.lower().endswith(".dcm"):
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
 def _scan(folder: str, files: Sequence[str], include, exclude, modality: str | None, dicom: bool):
     from .bundle_datalist import _series_entry
-    from .dicom import find_dicom_series
+    from .dicom import group_dicom_series
 
-    images, unreadable = [], {}
+    images, unreadable, dicom_files = [], {}, []
     for relative in files:
-        if relative.lower().endswith(".dcm") or not _matches(relative, include) or _matches(relative, exclude):
+        if _matches(relative, exclude):
             continue
         path = os.path.join(folder, relative)
+        if not _matches(relative, include):
+            if dicom and _is_dicom_file(path):  # by extension or by the DICM preamble
+                dicom_files.append(path)
+            continue
         problem = _nifti_problem(path)
         if problem is not None:
             unreadable[path] = problem
             continue
         images.append({"image": path, **({"modality": modality} if modality else {})})
-    if dicom and any(f.lower().endswith(".dcm") for f in files):
-        for series in find_dicom_series(folder):
-            where = os.path.relpath(os.path.dirname(series.files[0]), folder)
-            if _matches(os.path.join(where, "x.dcm"), exclude):
-                continue
-            entry = _series_entry(series)
-            if "problem" in entry:
-                unreadable[entry["image"]] = entry["problem"]
-                continue
-            tag = str(series.datasets[0].get("Modality", "")) if series.datasets else ""
-            entry["modality"] = tag or modality
-            images.append(entry)
+    for series in group_dicom_series(dicom_files):
+        entry = _series_entry(series)
+        if "problem" in entry:
+            unreadable[entry["image"]] = entry["problem"]
+            continue
+        tag = str(series.datasets[0].get("Modality", "")) if series.datasets else ""
+        try:
+            entry["modality"] = normalize_modality(tag) if tag else modality
+        except ValueError:
+            unreadable[entry["image"]] = f"{series.name} is {tag}, neither CT nor MRI"
+            continue
+        images.append(entry)
     return images, unreadable
 
 
@@ -147,8 +161,9 @@ def find_images(
     """
     The images below ``dataset_dir``, found recursively: files matching the ``include`` globs (relative to the
     folder, ``**`` for any depth) and no ``exclude`` glob, and every DICOM series (one volume each, grouped by
-    SeriesInstanceUID; a series below an excluded folder is left out). Files whose header does not read are left out,
-    logged and appended to ``report_file``.
+    SeriesInstanceUID from the DICOM files, by extension or preamble, that no ``exclude`` glob matches). Files
+    whose header does not read, and series that are not one CT or MRI volume, are left out, logged and appended to
+    ``report_file``.
 
     The list is built once and kept in ``bundle_root/data/datalists`` (a JSON file named after the folder and a hash
     of its path and the globs); it is read again while the folder's listing (names, sizes and modification times) is
@@ -174,6 +189,8 @@ def find_images(
                     cached = json.load(handle)
                 except json.JSONDecodeError:
                     cached = None
+        if cached and any("series_uid" in e and not os.path.isdir(e["image"]) for e in cached.get("images", [])):
+            cached = None  # a series gathered into a temporary folder of links that is gone (e.g. after a reboot)
         if not cached or cached.get("version") != CACHE_VERSION or cached.get("listing") != listing:
             logger.info(f"listing the images below {folder} (include {include}, exclude {exclude})")
             images, unreadable = _scan(folder, files, include, exclude, modality, dicom)
@@ -413,7 +430,7 @@ class ResumableWeightedSampler(DistributedWeightedRandomSampler):
         shard = list(torch.utils.data.DistributedSampler.__iter__(self))
         weights = torch.as_tensor([self.weights[i] for i in shard], dtype=torch.double)
         generator = torch.Generator()
-        generator.manual_seed(hash((int(self.seed), int(self.epoch), int(self.rank))) & 0x7FFFFFFFFFFFFFFF)
+        generator.manual_seed(((int(self.seed) * 1_000_003 + int(self.epoch)) * 1_009 + int(self.rank)) % 2**63)
         drawn = torch.multinomial(weights, self.num_samples_per_rank, True, generator=generator)
         skip, self.skip = self.skip, 0
         return iter([shard[i] for i in drawn.tolist()][skip:])
