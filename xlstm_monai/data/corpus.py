@@ -215,6 +215,16 @@ def find_images(
     return cached["images"]
 
 
+def _layout(folder: str) -> bool:
+    """Whether the datalist builder reads ``folder`` (as ``prepare_datalist`` does): a participants table, an MSD
+    ``dataset.json``, MM-WHS names or paired ``imagesTr``/``labelsTr`` folders."""
+    from pathlib import Path
+
+    from .datalist import _detect_kind
+
+    return os.path.isfile(os.path.join(folder, "participants.csv")) or _detect_kind(Path(folder)) != "images"
+
+
 def read_image_csv(path: str | os.PathLike, base_dir: str | os.PathLike | None = None) -> list[dict]:
     """
     The images of a CSV of paths: column ``image`` (relative paths start from ``base_dir``, else the CSV's folder),
@@ -255,8 +265,9 @@ def pretraining_images(
 
     * a CSV file of paths (``dataset_dir`` or ``datalist`` ending in ``.csv``): :func:`read_image_csv`;
     * ``datalist`` exists: every image of its lists (``load_unlabeled_images``);
-    * the bundle's phantom folder, or a folder in a layout the datalist builder reads: the datalist is built as
-      before (``prepare_datalist``) and read;
+    * the bundle's phantom folder, or a folder in a layout the datalist builder reads (a participants table, an MSD
+      ``dataset.json``, MM-WHS names, ``imagesTr``/``labelsTr``): the datalist is built as before
+      (``prepare_datalist``) and read;
     * any other folder: the tree is searched recursively (:func:`find_images`, with ``include``/``exclude``).
 
     Entries without a modality take ``modality``; an entry left with none, or with an unknown one, is an error
@@ -273,13 +284,12 @@ def pretraining_images(
         folder = os.path.abspath(os.path.expanduser(str(dataset_dir)))
         ours = phantom_dir is not None and os.path.abspath(os.path.expanduser(str(phantom_dir))) == folder
         where = folder
-        try:
+        # decided alike on every rank, from the files alone: the datalist preparation and the search both wait for
+        # rank 0 in a distributed run
+        if os.path.isfile(datalist) or ours or not os.path.isdir(folder) or not os.listdir(folder) or _layout(folder):
             datalist_file = prepare_datalist(dataset_dir, datalist, phantoms, num_phantoms, phantom_dir=phantom_dir)
             return load_unlabeled_images(datalist_file, dataset_dir, modality=modality)
-        except DatalistError as error:
-            if os.path.isfile(datalist) or ours or not os.path.isdir(folder):
-                raise  # a given datalist, or the bundle's own phantoms, that fail are reported as they are
-            logger.info(f"{folder} is in no dataset layout ({error}); searching it for images")
+        logger.info(f"{folder} is in no dataset layout: searching it for images")
         images = find_images(folder, bundle_root, include, exclude, modality, report_file=report_file)
     missing = [e["image"] for e in images if not e.get("modality") and not modality]
     if missing:
