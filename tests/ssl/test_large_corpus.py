@@ -75,6 +75,26 @@ def test_a_folder_tree_is_searched_with_globs_and_bad_files_are_listed(tree, tmp
     assert list(listed) == [str(root / "site_b" / "fake.nii.gz")]
 
 
+def test_the_images_left_out_are_listed_at_the_end_of_the_run(tmp_path, caplog):
+    from ignite.engine import Engine
+
+    report = tmp_path / "unreadable.txt"
+    report.write_text("/data/a.nii.gz\tcannot be read\n/data/b.nii.gz\tfails to load\n/data/a.nii.gz\tagain\n")
+    engine = Engine(lambda e, b: None)
+    UnreadableReport(str(report)).attach(engine)
+    with caplog.at_level("WARNING"):
+        engine.run([0])
+    assert "2 image(s) were left out or skipped" in caplog.text
+    assert "/data/a.nii.gz: cannot be read" in caplog.text and "/data/b.nii.gz: fails to load" in caplog.text
+
+
+def test_a_pipeline_that_fails_on_every_image_is_an_error(tree, tmp_path):
+    root, good, _ = tree
+    dataset = training_dataset([{"image": p} for p in good], lambda item: 1 / 0, "disk", str(tmp_path / "cache"))
+    with pytest.raises(RuntimeError, match="in a row failed to load"):
+        dataset[0]
+
+
 def test_a_csv_of_paths_gives_images_and_modalities(tree, tmp_path):
     root, good, _ = tree
     table = tmp_path / "images.csv"
