@@ -14,6 +14,16 @@ from .bundle_datalist import (
 )
 from .check import DataCheckError, DataCheckReport, check_datalist
 from .classes import class_weights
+from .corpus import (
+    MidEpochResume,
+    ResumableWeightedSampler,
+    SkipUnreadable,
+    UnreadableReport,
+    find_images,
+    pretraining_images,
+    read_image_csv,
+    training_dataset,
+)
 from .datalist import build_datalist, fold_split
 from .label_codes import HIPPOCAMPUS_LABELS, MMWHS_CODES, MMWHS_LABELS, MMWHS_NAMES
 from .unlabeled import load_unlabeled_images, modality_sampling_weights

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["DicomSeries", "find_dicom_series", "is_dicom_folder"]
+__all__ = ["DicomSeries", "find_dicom_series", "group_dicom_series", "is_dicom_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,13 +116,17 @@ def find_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
     Every series below ``folder``, grouped by SeriesInstanceUID whatever the file layout, each with its files in
     slice order and its ``problem`` (None when a 3D bundle can read it as one volume), sorted by folder and uid.
     """
+    paths = [os.path.join(root, name) for root, _, names in os.walk(folder) for name in sorted(names)]
+    return group_dicom_series(paths)
+
+
+def group_dicom_series(paths: Sequence[str]) -> list[DicomSeries]:
+    """The series that the files ``paths`` form (files that are not DICOM are ignored), as :func:`find_dicom_series`."""
     groups: dict[str, list[tuple[str, object]]] = defaultdict(list)
-    for root, _, names in os.walk(folder):
-        for name in sorted(names):
-            path = os.path.join(root, name)
-            ds = _read_header(path)
-            if ds is not None and "SeriesInstanceUID" in ds:
-                groups[str(ds.SeriesInstanceUID)].append((path, ds))
+    for path in paths:
+        ds = _read_header(path)
+        if ds is not None and "SeriesInstanceUID" in ds:
+            groups[str(ds.SeriesInstanceUID)].append((path, ds))
     series = []
     for uid, members in groups.items():
         datasets = [ds for _, ds in members]

@@ -41,7 +41,10 @@ class CheckpointSaver:
     * with ``save_key_metric``: ``save_dict`` whenever the engine's key metric reaches a new best (higher is
       better), as ``key_metric_filename`` (attach it to the validator);
     * with ``save_interval`` N > 0: ``save_dict`` every N epochs as ``last_filename``, the full state a resumed run
-      reads (attach it to the trainer).
+      reads (attach it to the trainer);
+    * with ``save_interval_steps`` M > 0: the same file every M iterations as well, so a run killed in the middle
+      of a long epoch resumes at its last M-th step (the trainer's state holds the iteration; a sampler that draws
+      the same batches for an epoch, such as ``xlstm_monai.data.ResumableWeightedSampler``, skips those done).
 
     Args:
         save_dir: folder of the checkpoints.
@@ -50,6 +53,7 @@ class CheckpointSaver:
         key_metric_filename: its file name. Defaults to "model.pt".
         save_interval: epochs between periodic checkpoints, 0 for none. Defaults to 0.
         last_filename: the periodic checkpoint's file name. Defaults to "last.pt".
+        save_interval_steps: iterations between periodic checkpoints as well, 0 for none. Defaults to 0.
     """
 
     def __init__(
@@ -60,6 +64,7 @@ class CheckpointSaver:
         key_metric_filename: str = "model.pt",
         save_interval: int = 0,
         last_filename: str = "last.pt",
+        save_interval_steps: int = 0,
     ) -> None:
         os.makedirs(save_dir, exist_ok=True)
         self.best = None
@@ -74,12 +79,19 @@ class CheckpointSaver:
             Checkpoint(save_dict, AtomicDiskSaver(save_dir, last_filename), n_saved=1) if save_interval else None
         )
         self.save_interval = save_interval
+        # a Checkpoint of its own: one Checkpoint keeps a file only when its step count (epoch or iteration) grows
+        self.steps = (
+            Checkpoint(save_dict, AtomicDiskSaver(save_dir, last_filename), n_saved=1) if save_interval_steps else None
+        )
+        self.save_interval_steps = save_interval_steps
 
     def attach(self, engine: Engine) -> None:
         if self.best is not None:
             engine.add_event_handler(Events.EPOCH_COMPLETED, self.best)
         if self.last is not None:
             engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.last)
+        if self.steps is not None:
+            engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.save_interval_steps), self.steps)
 
     def key_metric_state(self) -> dict:
         """Which best checkpoint exists and its score, so a resumed run does not overwrite it with a worse one."""
