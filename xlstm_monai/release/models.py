@@ -262,7 +262,8 @@ def release_models(
             install(export, "pretrain_ssl", Path(FOUNDATION_CHECKPOINT).name)
     if "cross-validate" in steps:
         runs = cross_validate(work, source, folds)
-        report = {"command": "xlstm-monai release-models", "recipe": _recipe(), "summary": summary(runs), "runs": runs}
+        command = f"xlstm-monai release-models --steps cross-validate --folds {','.join(map(str, folds))}"
+        report = {"command": command, "recipe": _recipe(), "summary": summary(runs), "runs": runs}
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(json.dumps(report, indent=2))
         print(json.dumps(report["summary"], indent=1))
