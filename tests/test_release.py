@@ -130,3 +130,17 @@ def test_large_files_entry_without_hash_is_caught(tmp_path):
     (bundle / "large_files.yml").write_text("large_files:\n  - path: models/model.pt\n    url: https://x/model.pt\n")
     with pytest.raises(ValueError, match="lacks"):
         check_large_files(bundle)
+
+
+def test_cross_validation_record_adds_folds_of_the_same_recipe_and_drops_others():
+    from xlstm_monai.release.models import merge_folds
+
+    recipe = {"recipe": "fine_tune", "foundation": "abc", "iterations": 960, "learning_rate": 0.03, "seed": 0}
+    earlier = [{**recipe, "fold": 0, "dice": 0.88}, {**recipe, "fold": 2, "dice": 0.89}]
+    earlier.append({**recipe, "foundation": "older", "fold": 3, "dice": 0.70})  # another checkpoint: not this recipe
+    fold1 = [{**recipe, "fold": 1, "dice": 0.87}]
+    assert [r["fold"] for r in merge_folds(earlier, fold1)] == [0, 1, 2]
+    rerun0 = [{**recipe, "fold": 0, "dice": 0.90}]  # a fold run again replaces its earlier record
+    assert [r["dice"] for r in merge_folds(earlier, rerun0)] == [0.90, 0.89]
+    longer = [{**recipe, "iterations": 1920, "fold": 1, "dice": 0.89}]  # a new schedule starts a new record
+    assert merge_folds(earlier, longer) == longer

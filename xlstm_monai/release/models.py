@@ -37,7 +37,7 @@ from xlstm_monai.networks import FOUNDATION_CHECKPOINT
 from xlstm_monai.networks.checkpoint_file import file_hash
 from xlstm_monai.workflow import bundle_path, run_workflow
 
-__all__ = ["FOUNDATION", "HIPPOCAMPUS", "release_models"]
+__all__ = ["FOUNDATION", "HIPPOCAMPUS", "merge_folds", "release_models"]
 
 RELEASE_URL = "https://github.com/xlstm-monai/xlstm-monai/releases/download/v{version}"  # where release assets go
 HASH_TYPE = "sha256"
@@ -189,6 +189,23 @@ def train_final(work: Path, source: Path) -> Path:
         return weights
 
 
+SAME_RECIPE = ("recipe", "foundation", "iterations", "learning_rate", "seed")
+
+
+def merge_folds(previous: list[dict], runs: list[dict]) -> list[dict]:
+    """
+    The record's folds after a run of some of them: the folds just run, plus the earlier record's other folds where
+    they ran the same recipe from the same foundation checkpoint (folds run by separate processes or sessions add up
+    to one cross-validation; a changed recipe starts a new one). Sorted by fold.
+    """
+    if not runs:
+        return sorted(previous, key=lambda r: r["fold"])
+    key = {k: runs[0].get(k) for k in SAME_RECIPE}
+    done = {r["fold"] for r in runs}
+    kept = [r for r in previous if r["fold"] not in done and all(r.get(k) == v for k, v in key.items())]
+    return sorted([*kept, *runs], key=lambda r: r["fold"])
+
+
 def summary(runs: list[dict]) -> dict:
     """Mean +- sd over folds of Dice and HD95, per structure too: what metadata.json and the model card quote."""
 
@@ -242,7 +259,8 @@ def release_models(
     Run the release ``steps`` in order (default all, each cached) and write the cross-validation record.
 
     Args:
-        folds: the validation folds of the cross-validation (of 5); a second process can run other folds.
+        folds: the validation folds to run (of 5); the record at ``output`` keeps its other folds of the same recipe,
+            so folds run by separate processes or sessions add up to one cross-validation.
         model_from: what ``install-model`` releases: "all" (the recipe on all cases, the ``train`` step) or
             "foldN" (fold N's cross-validation model, trained on the other folds: its held-out score is measured).
         data_dir: the MSD Task04 folder; default $XLSTM_MONAI_DATA/msd_hippocampus.
@@ -261,8 +279,9 @@ def release_models(
         if "install-foundation" in steps:
             install(export, "pretrain_ssl", Path(FOUNDATION_CHECKPOINT).name)
     if "cross-validate" in steps:
-        runs = cross_validate(work, source, folds)
-        command = f"xlstm-monai release-models --steps cross-validate --folds {','.join(map(str, folds))}"
+        previous = json.loads(Path(output).read_text())["runs"] if Path(output).is_file() else []
+        runs = merge_folds(previous, cross_validate(work, source, folds))
+        command = f"xlstm-monai release-models --steps cross-validate --folds {','.join(str(r['fold']) for r in runs)}"
         report = {"command": command, "recipe": _recipe(), "summary": summary(runs), "runs": runs}
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(json.dumps(report, indent=2))
