@@ -77,6 +77,36 @@ class Bench:
 
         benchmark_data_check(volumes, size, workers, work_dir, output)
 
+    def corpus(
+        self,
+        sizes=None,
+        steps: int = 60,
+        loader_steps: int = 200,
+        threads: int = 2,
+        data_dir: str | None = None,
+        work_dir: str = "runs/bench_corpus",
+        output: str = "docs/results/pretraining_corpus.json",
+    ) -> None:
+        """pretrain_ssl's large-corpus data path on 2,000 and 10,000 synthetic brain crops: memory, time to first
+        step and step time against pre-loaded images."""
+        from xlstm_monai.bench.corpus import benchmark_corpus
+
+        benchmark_corpus(tuple(_ints(sizes) or (2000, 10000)), steps, loader_steps, threads, data_dir, work_dir, output)
+
+    def profile(
+        self,
+        infer_size: int = 96,
+        train_size: int = 64,
+        threads: int = 2,
+        repeats: int = 3,
+        output: str = "runs/bench_profile.json",
+    ) -> None:
+        """The default XLSTMUNet's time by part (patch embedding, mLSTM blocks, q/k convolution, convolutional path,
+        token skips, decoder), forward and training step, beside MONAI's UNet."""
+        from xlstm_monai.bench.profile import benchmark_profile
+
+        benchmark_profile(infer_size, train_size, threads, repeats, output)
+
     def gpu_check(self, out_dir: str | None = None, dry_run: bool = False) -> None:
         """GPU tests, networks at 64^3-160^3 and 20 steps of every bundle, JSON under $OUT (ci/gpu_check)."""
         from xlstm_monai.gpu_check import gpu_check
