@@ -272,3 +272,32 @@ def test_dicom_series_in_a_tree_are_volumes_with_their_modality(tmp_path):
     )
     by_path = {e["image"]: e["modality"] for e in images}
     assert by_path == {str(root / "patient1" / "t1"): "MRI", str(root / "patient2" / "ct"): "CT", nifti: "MRI"}
+
+
+def test_an_image_from_the_disk_cache_and_one_read_cold_collate_in_one_batch(tmp_path):
+    """Sampling with replacement puts an image read from the cache beside one read for the first time: both carry
+    the same keys and types, so the batch collates."""
+    from monai.bundle import ConfigWorkflow
+    from monai.data import list_data_collate
+
+    from tests.bundles.helpers import config_path
+    from xlstm_monai.phantoms import write_heart_phantoms
+
+    data = tmp_path / "data"
+    write_heart_phantoms(str(data / "ct"), 2, "ct", (32, 32, 32), (4.5, 4.5, 4.5), seed=1, with_labels=False)
+    workflow = ConfigWorkflow(
+        config_file=config_path("pretrain_ssl", "train.yaml"),
+        workflow_type="train",
+        bundle_root=str(tmp_path / "bundle"),
+        dataset_dir=str(data / "ct"),
+        default_modality="CT",
+        dataset_cache="disk",
+        global_size=[16, 16, 16],
+        local_size=[8, 8, 8],
+    )
+    dataset = workflow.parser.get_parsed_content("train#dataset")
+    cold = dataset[0]
+    warm = dataset[0]  # now read from the cache
+    assert {k: type(v) for k, v in cold.items()} == {k: type(v) for k, v in warm.items()}
+    batch = list_data_collate([dataset[1], warm])  # item 1 is read cold
+    assert batch["global_views"].shape[:2] == (2, 2)
