@@ -45,7 +45,7 @@ def test_t1_contrast_puts_white_matter_above_grey_matter_above_fluid(label_maps)
 
 
 def test_write_resumes_and_records_the_corpus(tmp_path, label_maps):
-    written = write_synthetic_images(label_maps[0].parent, tmp_path, 3, per_folder=2, with_labels=True)
+    written = write_synthetic_images(label_maps[0].parent, tmp_path, 3, per_folder=2, with_labels=True, workers=2)
     assert [p.parent.name for p in written] == ["part000", "part000", "part001"]
     before = written[0].stat().st_mtime_ns
     data = np.asarray(nib.load(written[0]).dataobj)

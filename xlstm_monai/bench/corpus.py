@@ -28,11 +28,11 @@ OVERLAYS = ["brain_mri.yaml"]
 SETTLE = 5  # steps left out of the steady step time: the first ones allocate and warm the caches
 
 
-def _corpora(work: Path, sizes: tuple[int, ...], label_dir: Path) -> dict[int, Path]:
+def _corpora(work: Path, sizes: tuple[int, ...], label_dir: Path, workers: int) -> dict[int, Path]:
     """The synthetic corpora: the largest is written (resumably), the smaller ones are hard links to its first
     images, each in its own folder."""
     began = time.time()
-    files = write_synthetic_images(label_dir, work / "synthetic", max(sizes))
+    files = write_synthetic_images(label_dir, work / "synthetic", max(sizes), workers=workers)
     record = work / "synthetic.json"
     if not record.is_file():
         record.write_text(json.dumps({"images": max(sizes), "write_seconds": time.time() - began}))
@@ -103,7 +103,7 @@ def benchmark_corpus(
     label_dir = shared_dataset("synthseg_label_maps", data_dir) / "label_maps"
     work = Path(work_dir)
     sizes = tuple(sorted(int(s) for s in sizes))
-    corpora = _corpora(work, sizes, label_dir)
+    corpora = _corpora(work, sizes, label_dir, threads)
     units = []
     for size in sizes:
         units.append(_unit(work, "loader", "disk", corpora[size], loader_steps, threads))

@@ -150,39 +150,47 @@ class LabelMapSynthesizer:
         return image.astype(np.float32), region, affine @ shift
 
 
+def _write_one(synthesize: LabelMapSynthesizer, image_file: Path, index: int, with_labels: bool) -> None:
+    image_file.parent.mkdir(parents=True, exist_ok=True)
+    image, labels, affine = synthesize(index)
+    temporary = image_file.with_name(f".{image_file.name}")
+    nib.save(nib.Nifti1Image(np.round(image * 1000).astype(np.int16), affine), temporary)
+    if with_labels:
+        nib.save(nib.Nifti1Image(labels, affine), image_file.with_name(image_file.name.replace(".nii", "_label.nii")))
+    os.replace(temporary, image_file)  # the image file appears complete, or not at all
+
+
 def write_synthetic_images(
     label_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     num_images: int,
     with_labels: bool = False,
     per_folder: int = 1000,
+    workers: int = 1,
     **synthesizer,
 ) -> list[Path]:
     """
     Write ``num_images`` synthetic brain crops (int16 NIfTI, intensities x 1000) to ``out_dir``, ``per_folder`` to a
     sub-folder as a large archive would be (``part000/synth_000000.nii.gz``), and labels beside them with
-    ``with_labels``. An image already written is kept, so an interrupted write resumes; ``out_dir/corpus.json`` records
-    the settings once the corpus is complete. Settings: :class:`LabelMapSynthesizer`'s.
+    ``with_labels``, in ``workers`` processes. An image already written is kept, so an interrupted write resumes;
+    ``out_dir/corpus.json`` records the settings once the corpus is complete. Settings: :class:`LabelMapSynthesizer`'s.
+    Returns the image files in index order.
     """
     maps = sorted(Path(label_dir).glob("*.nii*"))
     if not maps:
         raise FileNotFoundError(f"{label_dir}: no NIfTI label maps")
     synthesize = LabelMapSynthesizer(maps, **synthesizer)
     out = Path(out_dir)
-    written = []
-    for index in range(int(num_images)):
-        folder = out / f"part{index // per_folder:03d}"
-        image_file = folder / f"synth_{index:06d}.nii.gz"
-        written.append(image_file)
-        if image_file.is_file():
-            continue
-        folder.mkdir(parents=True, exist_ok=True)
-        image, labels, affine = synthesize(index)
-        temporary = image_file.with_name(f".{image_file.name}")
-        nib.save(nib.Nifti1Image(np.round(image * 1000).astype(np.int16), affine), temporary)
-        if with_labels:
-            nib.save(nib.Nifti1Image(labels, affine), folder / f"synth_{index:06d}_label.nii.gz")
-        os.replace(temporary, image_file)
+    files = [out / f"part{i // per_folder:03d}" / f"synth_{i:06d}.nii.gz" for i in range(int(num_images))]
+    todo = [(file, index) for index, file in enumerate(files) if not file.is_file()]
+    if workers > 1 and len(todo) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers) as pool:
+            list(pool.map(_write_one, *zip(*[(synthesize, f, i, with_labels) for f, i in todo]), chunksize=16))
+    else:
+        for file, index in todo:
+            _write_one(synthesize, file, index, with_labels)
     settings = {"label_maps": [m.name for m in maps], "num_images": int(num_images), **synthesizer}
     (out / "corpus.json").write_text(json.dumps(settings, indent=1, default=list))
-    return written
+    return files
