@@ -42,18 +42,22 @@ T1_CLASSES = {
 }
 
 
-PAD = 96  # voxels of background around each map, so that crops near its edge stay inside
-
-
 @lru_cache(maxsize=32)
 def _label_map(path: str) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
-    """A label map as integers padded by ``PAD``, its affine, the hippocampi's centres and a sample of head voxels
-    (read and located once per process)."""
+    """A label map as integers, its affine, the hippocampi's centres and a sample of head voxels (read and located
+    once per process)."""
     image = nib.load(path)
     labels = np.asarray(image.dataobj).astype(np.int16)
     centres = [np.argwhere(labels == label).mean(0) for label in HIPPOCAMPUS_LABELS]
     head = np.argwhere(labels[::4, ::4, ::4] > 0) * 4
-    return np.pad(labels, PAD), image.affine, centres, head
+    return labels, image.affine, centres, head
+
+
+def _crop(labels: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """``labels[start:stop]``, with background where the box leaves the map."""
+    inside = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(start, stop, labels.shape))
+    padding = [(max(-a, 0), max(b - n, 0)) for a, b, n in zip(start, stop, labels.shape)]
+    return np.pad(labels[inside], padding)
 
 
 class LabelMapSynthesizer:
@@ -133,7 +137,7 @@ class LabelMapSynthesizer:
             centre = head[rng.integers(len(head))].astype(float)
         start = np.round(centre - size / 2 - self.margin).astype(int)
         stop = start + size + 2 * self.margin
-        region = labels[tuple(slice(a + PAD, b + PAD) for a, b in zip(start, stop))]
+        region = _crop(labels, start, stop)
         self.spatial.set_random_state(seed=int(rng.integers(2**31)))
         region = np.asarray(self.spatial(region[None].astype(np.float32)))[0].astype(np.int16)
         region = region[tuple(slice(self.margin, self.margin + s) for s in size)]
