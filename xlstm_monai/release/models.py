@@ -296,7 +296,16 @@ def release_models(
             state = torch.load(weights, map_location="cpu", weights_only=True)
             weights = weights.with_name(f"{model_from}_released.pt")
             torch.save({k: v.contiguous() for k, v in state.get("model", state).items()}, weights)
-        install(weights, "brain_hippocampus", "model.pt")
+        target = install(weights, "brain_hippocampus", "model.pt")
         if Path(output).is_file():
-            write_eval_metrics(json.loads(Path(output).read_text()))
+            record = json.loads(Path(output).read_text())
+            trained = work / "released_model" / "record.json"
+            record["released_model"] = {
+                "version": _version("brain_hippocampus"),
+                "from": model_from,
+                HASH_TYPE: file_hash(target, HASH_TYPE),
+                **(json.loads(trained.read_text()) if model_from == "all" and trained.is_file() else {}),
+            }
+            Path(output).write_text(json.dumps(record, indent=2))
+            write_eval_metrics(record)
     return report
