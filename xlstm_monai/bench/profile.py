@@ -39,7 +39,8 @@ INSIDE = {"q/k convolution": "mLSTM blocks"}  # parts timed within another part,
 class PartTimer:
     """Seconds spent in each part's forward and backward, from module hooks (CPU: every op runs synchronously)."""
 
-    def __init__(self, network: nn.Module) -> None:
+    def __init__(self, network: nn.Module, backward: bool = True) -> None:
+        self.backward_hooks = backward
         self.forward: dict[str, float] = defaultdict(float)
         self.backward: dict[str, float] = defaultdict(float)
         self._handles = []
@@ -64,12 +65,12 @@ class PartTimer:
             if "backward" in started:
                 self.backward[part] += time.perf_counter() - started.pop("backward")
 
-        self._handles += [
-            module.register_forward_pre_hook(forward_pre),
-            module.register_forward_hook(forward_post),
-            module.register_full_backward_pre_hook(backward_pre),
-            module.register_full_backward_hook(backward_post),
-        ]
+        self._handles += [module.register_forward_pre_hook(forward_pre), module.register_forward_hook(forward_post)]
+        if self.backward_hooks:  # they wrap every input and output of the module: not for inference
+            self._handles += [
+                module.register_full_backward_pre_hook(backward_pre),
+                module.register_full_backward_hook(backward_post),
+            ]
 
     def reset(self) -> None:
         self.forward.clear()
@@ -112,7 +113,7 @@ def profile_network(
     median seconds, and with ``hooks`` each part's forward and backward seconds."""
     from monai.losses import DiceCELoss
 
-    timer = PartTimer(network) if hooks else None
+    timer = PartTimer(network, backward=False) if hooks else None
     image = torch.randn(1, 1, infer_size, infer_size, infer_size)
     network.eval()
 
@@ -136,6 +137,9 @@ def profile_network(
             loss(network(crop), label).backward()
         optimizer.step()
 
+    if timer is not None:
+        timer.remove()
+        timer = PartTimer(network)
     _timed(train, warmup, None)
     train_s, train_forward, train_backward = _timed(train, repeats, timer)
     if timer is not None:
@@ -171,11 +175,14 @@ def format_profile(record: dict) -> str:
         f"{'total s':30} {xlstm['infer_seconds']:11.2f} {xlstm['train_seconds']:15.2f}"
         f"   ({s['infer_size']}^3 forward, {s['train_size']}^3 step, {s['threads']} threads)"
     )
+    bare = xlstm.get("unhooked", xlstm)
+    if "unhooked" in xlstm:
+        lines.append(f"{'total s, no hooks':30} {bare['infer_seconds']:11.2f} {bare['train_seconds']:15.2f}")
     if unet:
         lines.append(f"{'UNet s':30} {unet['infer_seconds']:11.2f} {unet['train_seconds']:15.2f}")
         lines.append(
-            f"{'XLSTMUNet / UNet':30} {xlstm['infer_seconds'] / unet['infer_seconds']:11.2f} "
-            f"{xlstm['train_seconds'] / unet['train_seconds']:15.2f}"
+            f"{'XLSTMUNet / UNet (no hooks)':30} {bare['infer_seconds'] / unet['infer_seconds']:11.2f} "
+            f"{bare['train_seconds'] / unet['train_seconds']:15.2f}"
         )
     return "\n".join(lines)
 
