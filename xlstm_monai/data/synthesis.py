@@ -188,9 +188,11 @@ def write_synthetic_images(
     files = [out / f"part{i // per_folder:03d}" / f"synth_{i:06d}.nii.gz" for i in range(int(num_images))]
     todo = [(file, index) for index, file in enumerate(files) if not file.is_file()]
     if workers > 1 and len(todo) > 1:
+        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(workers) as pool:
+        # spawned, not forked: a fork of a process whose torch threads hold a lock can hang in the child
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             list(pool.map(_write_one, *zip(*[(synthesize, f, i, with_labels) for f, i in todo]), chunksize=16))
     else:
         for file, index in todo:
