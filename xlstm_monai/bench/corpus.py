@@ -113,7 +113,7 @@ def benchmark_corpus(
     runs = {(u["kind"], u["cache"], u["corpus"]): u for u in units}
     small, large = f"corpus_{sizes[0]}", f"corpus_{sizes[-1]}"
     preloaded = runs[("pretrain", "memory", small)]
-    rows, summary = [], {}
+    rows = []
     for u in units:
         per_step = _steady(u.get("step_seconds") or u["batch_seconds"])
         row = {
