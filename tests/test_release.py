@@ -144,3 +144,10 @@ def test_cross_validation_record_adds_folds_of_the_same_recipe_and_drops_others(
     assert [r["dice"] for r in merge_folds(earlier, rerun0)] == [0.90, 0.89]
     longer = [{**recipe, "iterations": 1920, "fold": 1, "dice": 0.89}]  # a new schedule starts a new record
     assert merge_folds(earlier, longer) == longer
+
+
+def test_another_schedule_never_writes_over_the_released_recipes_record(tmp_path):
+    from xlstm_monai.release.models import release_models
+
+    with pytest.raises(ValueError, match="its own --output"):
+        release_models(steps=("cross-validate",), epochs=24, work_dir=str(tmp_path))

@@ -293,15 +293,19 @@ class Commands:
         extra_images=None,
         work_dir: str = "runs/release",
         output: str = "docs/results/brain_hippocampus_release.json",
+        epochs: int | None = None,
     ) -> None:
         """Train the released weights from the real images (cached steps): the brain-MRI foundation checkpoint, the
         cross-validation of brain_hippocampus's shipped recipe, and its model on all cases; each installed into its
         bundle's models/ with its hash. Steps: pretrain, install-foundation, cross-validate, train, install-model;
-        --model_from foldN releases that cross-validation fold's model instead of the one trained on all cases."""
+        --model_from foldN releases that cross-validation fold's model instead of the one trained on all cases;
+        --epochs N --output FILE cross-validates the recipe at another schedule length (the schedule study)."""
         from xlstm_monai.release.models import HIPPOCAMPUS, STEPS, release_models
 
         folds = tuple(_ints(folds)) if folds is not None else HIPPOCAMPUS["folds"]
-        release_models(tuple(_strs(steps) or STEPS), folds, model_from, data_dir, _strs(extra_images), work_dir, output)
+        release_models(
+            tuple(_strs(steps) or STEPS), folds, model_from, data_dir, _strs(extra_images), work_dir, output, epochs
+        )
 
     def verify_bundles(
         self, bundles_dir: str | None = None, names=None, schema: str | None = None, work_dir: str | None = None

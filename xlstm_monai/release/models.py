@@ -121,9 +121,14 @@ def install(file: Path, bundle: str, name: str) -> Path:
     return target
 
 
-def cross_validate(work: Path, source: Path, folds=HIPPOCAMPUS["folds"]) -> list[dict]:
-    """The shipped recipe on each fold, from the installed foundation checkpoint, scored on the held-out fold."""
+def cross_validate(work: Path, source: Path, folds=HIPPOCAMPUS["folds"], epochs: int | None = None) -> list[dict]:
+    """
+    The shipped recipe on each fold, from the installed foundation checkpoint, scored on the held-out fold.
+    ``epochs``: another schedule length than the recipe's (the schedule study), cached apart from the recipe's units.
+    """
     recipe = _recipe()
+    epochs = int(epochs or recipe["epochs"])
+    units = work / "cross_validation" / ("" if epochs == recipe["epochs"] else f"epochs{epochs}")
     datalist = work / "datalists" / "folds.json"
     if not datalist.is_file():
         build_datalist(str(source), str(datalist), num_folds=HIPPOCAMPUS["num_folds"], seed=0, base_dir=str(source))
@@ -132,16 +137,16 @@ def cross_validate(work: Path, source: Path, folds=HIPPOCAMPUS["folds"]) -> list
     for fold in folds:
         runs.append(
             train_and_evaluate(
-                work / "cross_validation" / f"fold{fold}",
+                units / f"fold{fold}",
                 source,
                 datalist,
                 fold,
-                iterations=recipe["epochs"] * batches,
+                iterations=epochs * batches,
                 batch_size=recipe["batch_size"],
                 learning_rate=recipe["learning_rate"],
                 overrides={"pretrained_lr_scale": recipe["pretrained_lr_scale"]},
                 configs=HIPPOCAMPUS["configs"],
-                keep_model=work / "cross_validation" / f"fold{fold}_model.pt",
+                keep_model=units / f"fold{fold}_model.pt",
                 record={"recipe": "brain_hippocampus train.yaml + fine_tune.yaml", "foundation": _foundation_hash()},
             )
         )
@@ -254,6 +259,7 @@ def release_models(
     extra_images: tuple[str, ...] | None = None,
     work_dir: str = "runs/release",
     output: str = "docs/results/brain_hippocampus_release.json",
+    epochs: int | None = None,
 ) -> dict:
     """
     Run the release ``steps`` in order (default all, each cached) and write the cross-validation record.
@@ -266,10 +272,14 @@ def release_models(
         data_dir: the MSD Task04 folder; default $XLSTM_MONAI_DATA/msd_hippocampus.
         extra_images: further folders of unlabeled brain T1 for the foundation pretraining; default the IXI T1
             brains beside the MSD folder.
+        epochs: cross-validate the recipe at another schedule length (where does it level off?); write that record
+            to its own ``output``, not the released recipe's.
     """
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
         raise ValueError(f"unknown release step(s) {unknown}: choose from {', '.join(STEPS)}")
+    if epochs and int(epochs) != _recipe()["epochs"] and Path(output).name == "brain_hippocampus_release.json":
+        raise ValueError(f"--epochs {epochs} is not the released recipe's schedule: give it its own --output")
     source = shared_dataset("msd_hippocampus", data_dir)
     extra = [Path(p) for p in extra_images] if extra_images is not None else [source.parent / "ixi_t1" / "images"]
     work = Path(work_dir)
@@ -279,10 +289,16 @@ def release_models(
         if "install-foundation" in steps:
             install(export, "pretrain_ssl", Path(FOUNDATION_CHECKPOINT).name)
     if "cross-validate" in steps:
+        fresh = cross_validate(work, source, folds, epochs)
+        # read after the folds ran: folds run side by side in separate processes each add theirs to the record
         previous = json.loads(Path(output).read_text())["runs"] if Path(output).is_file() else []
-        runs = merge_folds(previous, cross_validate(work, source, folds))
+        runs = merge_folds(previous, fresh)
         command = f"xlstm-monai release-models --steps cross-validate --folds {','.join(str(r['fold']) for r in runs)}"
-        report = {"command": command, "recipe": _recipe(), "summary": summary(runs), "runs": runs}
+        recipe = _recipe()
+        if epochs and int(epochs) != recipe["epochs"]:
+            command += f" --epochs {int(epochs)} --output {output}"
+            recipe["epochs"] = int(epochs)
+        report = {"command": command, "recipe": recipe, "summary": summary(runs), "runs": runs}
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(json.dumps(report, indent=2))
         print(json.dumps(report["summary"], indent=1))
