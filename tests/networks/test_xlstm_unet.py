@@ -145,3 +145,31 @@ def test_a_deeply_supervised_model_loads_into_the_network_without_heads():
         torch.testing.assert_close(plain(x), trained(x))
     with pytest.raises(RuntimeError, match="deep_supervision_heads"):  # heads the checkpoint lacks are still missing
         trained.load_state_dict(plain.state_dict())
+
+
+def test_single_full_resolution_stage_changes_only_the_blocks_at_input_resolution():
+    """ "single" keeps every coarser stage (and the encoder) key for key; at full resolution it runs two 3^3
+    convolutions instead of UNETR's four plus two 1^3, and it trains end to end."""
+    torch.manual_seed(0)
+    residual = XLSTMUNet(1, 3, img_size=32, feature_size=4, **TINY)
+    single = XLSTMUNet(1, 3, img_size=32, feature_size=4, full_resolution="single", **TINY)
+    full_res = ("decoder.conv_path.0.", "decoder.decoders.0.")
+    outside = {k: v.shape for k, v in single.state_dict().items() if not k.startswith(full_res)}
+    assert outside == {k: v.shape for k, v in residual.state_dict().items() if not k.startswith(full_res)}
+
+    def convs_3x3(net):
+        return sum(
+            1
+            for n, m in net.named_modules()
+            if n.startswith(full_res[0][:-1]) or n.startswith(full_res[1][:-1])
+            if isinstance(m, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)) and m.kernel_size == (3, 3, 3)
+        )
+
+    assert (convs_3x3(residual), convs_3x3(single)) == (4, 2)
+    single(torch.randn(2, 1, 32, 32, 32)).square().mean().backward()
+    assert [n for n, p in single.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0] == []
+
+
+def test_unknown_full_resolution_stage_raises():
+    with pytest.raises(ValueError, match="full_resolution"):
+        XLSTMUNet(1, 3, img_size=32, feature_size=4, full_resolution="light", **TINY)

@@ -89,6 +89,12 @@ def _networks(scale: str) -> dict[str, dict]:
         # and LayerScale on the plain block at the wider decoder (plain was 0.1.0's default, so its record has no
         # qk_conv_kernel_size; it is set here so that the name keeps its meaning now that the default is 3)
         "XLSTMUNet-feature16-qkconv": {**xlstm, "network_def#feature_size": 16},
+        # the released network with one 3^3 convolution each side of a summed skip at input resolution (CPU speed)
+        "XLSTMUNet-feature16-single": {
+            **xlstm,
+            "network_def#feature_size": 16,
+            "network_def#full_resolution": "single",
+        },
         "XLSTMUNet-feature16-layerscale": {
             **size,
             **plain,

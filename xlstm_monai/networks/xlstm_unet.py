@@ -15,13 +15,19 @@ import math
 from collections.abc import Mapping, Sequence
 
 import torch
-from monai.networks.blocks import UnetOutBlock, UnetrBasicBlock, UnetrPrUpBlock, UnetrUpBlock
+from monai.networks.blocks import Convolution, UnetOutBlock, UnetrBasicBlock, UnetrPrUpBlock, UnetrUpBlock
+from monai.networks.blocks.dynunet_block import get_conv_layer
 from monai.utils import ensure_tuple_rep
 from torch import nn
 
 from .xlstm_encoder import XLSTMEncoder, XLSTMEncoderOutput
 
-__all__ = ["XLSTMUNet", "XLSTMUNetDecoder", "XlstmUNet", "full_resolution_output"]
+__all__ = ["FULL_RESOLUTION", "XLSTMUNet", "XLSTMUNetDecoder", "XlstmUNet", "full_resolution_output"]
+
+# what the decoder runs at input resolution, where a voxel costs the most: "residual", UNETR's residual blocks (two
+# 3^3 convolutions and a 1^3 each side of the skip, the skip concatenated); "single", one 3^3 convolution each side,
+# the skip summed, about a quarter of the work there (docs/results/README.md, "Where XLSTMUNet's time goes")
+FULL_RESOLUTION = ("residual", "single")
 
 
 def full_resolution_output(pred: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
@@ -32,6 +38,26 @@ def full_resolution_output(pred: torch.Tensor | Sequence[torch.Tensor]) -> torch
     trains; MONAI's ``DeepSupervisionLoss`` reads the whole list.
     """
     return pred[0] if isinstance(pred, (list, tuple)) else pred
+
+
+def _conv_norm_act(spatial_dims: int, cin: int, cout: int, norm_name: tuple | str) -> Convolution:
+    """One 3^3 convolution, norm and the activation of UNETR's blocks."""
+    act = ("leakyrelu", {"negative_slope": 0.01, "inplace": True})
+    return Convolution(spatial_dims, cin, cout, kernel_size=3, norm=norm_name, act=act)
+
+
+class SummedUpBlock(nn.Module):
+    """A transposed 2^3 convolution up to the skip's resolution, the skip added, and one 3^3 convolution."""
+
+    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, norm_name: tuple | str) -> None:
+        super().__init__()
+        self.transp_conv = get_conv_layer(
+            spatial_dims, in_channels, out_channels, kernel_size=2, stride=2, conv_only=True, is_transposed=True
+        )
+        self.conv_block = _conv_norm_act(spatial_dims, out_channels, out_channels, norm_name)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.conv_block(self.transp_conv(x) + skip)
 
 
 class XLSTMUNetDecoder(nn.Module):
@@ -53,6 +79,8 @@ class XLSTMUNetDecoder(nn.Module):
         deep_supervision: how many coarser decoder stages also predict ``out_channels`` in training (0 for none,
             at most log2(patch_size) - 1); their logits come after the full-resolution ones, at their own
             resolution (1/2, 1/4, ...), for MONAI's ``DeepSupervisionLoss``.
+        full_resolution: the blocks at input resolution, one of :data:`FULL_RESOLUTION`: "residual" (UNETR's) or
+            "single" (one convolution each side of a summed skip).
         spatial_dims: number of spatial dims.
     """
 
@@ -67,9 +95,12 @@ class XLSTMUNetDecoder(nn.Module):
         norm_name: tuple | str = "instance",
         res_block: bool = True,
         deep_supervision: int = 0,
+        full_resolution: str = "residual",
         spatial_dims: int = 3,
     ) -> None:
         super().__init__()
+        if full_resolution not in FULL_RESOLUTION:
+            raise ValueError(f"full_resolution should be one of {FULL_RESOLUTION}, got {full_resolution!r}.")
         num_stages = int(round(math.log2(patch_size)))
         if not 0 <= deep_supervision < num_stages:
             raise ValueError(
@@ -84,8 +115,13 @@ class XLSTMUNetDecoder(nn.Module):
         def conv_block(cin: int, cout: int, stride: int) -> UnetrBasicBlock:
             return UnetrBasicBlock(spatial_dims, cin, cout, 3, stride, norm_name=norm_name, res_block=res_block)
 
+        single = full_resolution == "single"
         self.conv_path = nn.ModuleList(
-            [conv_block(in_channels, channels[0], 1)]
+            [
+                _conv_norm_act(spatial_dims, in_channels, channels[0], norm_name)
+                if single
+                else conv_block(in_channels, channels[0], 1)
+            ]
             + [conv_block(channels[s - 1], channels[s], 2) for s in range(1, num_stages)]
         )
         self.token_skips = nn.ModuleList(
@@ -108,7 +144,11 @@ class XLSTMUNetDecoder(nn.Module):
         self.bottleneck = conv_block(embed_dim, channels[num_stages], 1)
         self.decoders = nn.ModuleList(
             [
-                UnetrUpBlock(spatial_dims, channels[s + 1], channels[s], 3, 2, norm_name=norm_name, res_block=res_block)
+                SummedUpBlock(spatial_dims, channels[1], channels[0], norm_name)
+                if single and s == 0
+                else UnetrUpBlock(
+                    spatial_dims, channels[s + 1], channels[s], 3, 2, norm_name=norm_name, res_block=res_block
+                )
                 for s in range(num_stages)
             ]
         )
@@ -190,6 +230,7 @@ class XLSTMUNet(nn.Module):
         qk_conv_kernel_size: int = 3,
         layer_scale_init: float | None = None,
         deep_supervision: int = 0,
+        full_resolution: str = "residual",
         spatial_dims: int = 3,
     ) -> None:
         """
@@ -225,6 +266,9 @@ class XLSTMUNet(nn.Module):
             layer_scale_init: initial LayerScale of the blocks' residual branches, None for none. Defaults to None.
             deep_supervision: coarser decoder stages that also predict in training, 0 for none (see
                 :class:`XLSTMUNetDecoder`); in eval mode the network always returns one tensor. Defaults to 0.
+            full_resolution: the decoder's blocks at input resolution: "residual" (UNETR's residual blocks) or
+                "single" (one convolution each side of a summed skip: about a quarter of the work there, the
+                largest share of the network's time on a CPU). Defaults to "residual".
             spatial_dims: number of spatial dims. Defaults to 3.
 
         Examples::
@@ -284,6 +328,7 @@ class XLSTMUNet(nn.Module):
             norm_name=norm_name,
             res_block=res_block,
             deep_supervision=deep_supervision,
+            full_resolution=full_resolution,
             spatial_dims=spatial_dims,
         )
 
