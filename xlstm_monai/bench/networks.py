@@ -5,7 +5,7 @@ Every network gets the same settings (1 input / 8 output channels, AdamW, DiceCE
 measured in the same run: a training step (forward, loss, backward, optimizer step) and an inference forward pass
 per input size. Each measurement runs in a fresh process, so the peak memory of one network (CUDA peak allocation,
 or peak resident memory on CPU) is not inflated by another. Results are written as JSON and printed as a table with
-ratios to SwinUNETR.
+ratios to UNet and SwinUNETR.
 """
 
 from __future__ import annotations
@@ -21,16 +21,26 @@ from collections.abc import Callable, Sequence
 import torch
 
 from xlstm_monai.bench.study import command, write_report
+from xlstm_monai.presets import SMALL
 
 __all__ = ["NETWORKS", "benchmark_networks", "format_table"]
 
-REFERENCE = "SwinUNETR"
+REFERENCES = ("UNet", "SwinUNETR")  # the ratio columns: the speed targets are against UNet
 
 
-def _xlstm_unet(size: int) -> torch.nn.Module:
+def _xlstm_unet(size: int, **settings) -> torch.nn.Module:
     from xlstm_monai.networks import XLSTMUNet
 
-    return XLSTMUNet(in_channels=1, out_channels=8, img_size=96)  # the default network: the bundles' blocks
+    return XLSTMUNet(in_channels=1, out_channels=8, img_size=96, **settings)  # default: the heart bundles' network
+
+
+def _xlstm_unet_variant(**settings) -> Callable[[int], torch.nn.Module]:
+    """The default XLSTMUNet with ``settings`` changed: the candidates of the CPU-speed work beside it."""
+
+    def build(size: int) -> torch.nn.Module:
+        return _xlstm_unet(size, **settings)
+
+    return build
 
 
 def _unet(size: int) -> torch.nn.Module:
@@ -59,6 +69,10 @@ def _swin_unetr(size: int) -> torch.nn.Module:
 
 NETWORKS: dict[str, Callable[[int], torch.nn.Module]] = {
     "XLSTMUNet": _xlstm_unet,
+    # one convolution each side of a summed skip at input resolution; the released (foundation) size; both
+    "XLSTMUNet-single": _xlstm_unet_variant(full_resolution="single"),
+    "XLSTMUNet-foundation": _xlstm_unet_variant(**SMALL, feature_size=16),
+    "XLSTMUNet-foundation-single": _xlstm_unet_variant(**SMALL, feature_size=16, full_resolution="single"),
     "UNet": _unet,
     "SegResNet": _segresnet,
     "UNETR": _unetr,
@@ -241,31 +255,37 @@ def _per_voxel_scaling(results: list[dict]) -> dict:
 
 
 def format_table(report: dict) -> str:
-    """Markdown table: time and peak memory per network and size, with ratios to SwinUNETR."""
+    """Markdown table: time and peak memory per network and size, with ratios to each of :data:`REFERENCES`."""
     rows = report["results"]
+    ratio_heads = " | ".join(f"time / {ref} | memory / {ref}" for ref in REFERENCES)
     lines = [
         f"device: {report['device']} ({report['device_type']}, {report['threads']} threads), "
         f"batch {report['settings']['batch_size']} for training, 1 for inference",
-        "| mode | size | network | params (M) | ms | peak GiB | time / SwinUNETR | memory / SwinUNETR |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| mode | size | network | params (M) | ms | peak GiB | {ratio_heads} |",
+        "|---|---|---|---|---|---|" + "---|---|" * len(REFERENCES),
     ]
     for row in rows:
-        ref = next(
-            (r for r in rows if r["network"] == REFERENCE and r["mode"] == row["mode"] and r["size"] == row["size"]),
-            None,
-        )
         if row.get("status") != "ok":
-            lines.append(f"| {row['mode']} | {row['size']}^3 | {row['network']} | | {row.get('status')} | | | |")
+            lines.append(
+                f"| {row['mode']} | {row['size']}^3 | {row['network']} | | {row.get('status')} | |"
+                + " | |" * len(REFERENCES)
+            )
             continue
-        ratio_t = ratio_m = "n/a"
-        if ref is not None and ref.get("status") == "ok":
-            ratio_t = f"{row['ms'] / ref['ms']:.2f}x"
-            ratio_m = f"{row['peak_gib'] / ref['peak_gib']:.2f}x"
-        elif ref is not None:
-            ratio_t = ratio_m = "reference failed"
+        ratios = []
+        for name in REFERENCES:
+            ref = next(
+                (r for r in rows if r["network"] == name and r["mode"] == row["mode"] and r["size"] == row["size"]),
+                None,
+            )
+            if ref is None:
+                ratios += ["n/a", "n/a"]
+            elif ref.get("status") != "ok":
+                ratios += ["reference failed"] * 2
+            else:
+                ratios += [f"{row['ms'] / ref['ms']:.2f}x", f"{row['peak_gib'] / ref['peak_gib']:.2f}x"]
         lines.append(
             f"| {row['mode']} | {row['size']}^3 | {row['network']} | {row['params'] / 1e6:.1f} | {row['ms']:.1f} "
-            f"| {row['peak_gib']:.2f} | {ratio_t} | {ratio_m} |"
+            f"| {row['peak_gib']:.2f} | {' | '.join(ratios)} |"
         )
     for name, s in sorted(report.get("scaling", {}).items()):
         lines.append(f"{name}: training time per voxel {s['from']}^3 -> {s['to']}^3 grows {s['per_voxel_growth']:.2f}x")
