@@ -157,3 +157,40 @@ def test_the_command_line_passes_fold_0_alone(monkeypatch):
     monkeypatch.setattr(hippocampus, "benchmark_hippocampus", lambda **kwargs: seen.update(kwargs))
     cli.Bench().hippocampus(folds=0, networks="UNETR")
     assert seen["folds"] == (0,) and seen["networks"] == ("UNETR",)
+
+
+def test_units_of_an_earlier_record_run_the_same_way_are_read_back_not_trained(tmp_path, monkeypatch):
+    from xlstm_monai.bench import hippocampus
+
+    (tmp_path / "dataset.json").write_text("{}")
+    trained = []
+
+    def fake_unit(root, source, datalist, fold, steps, batch_size, lr, overrides, record):
+        trained.append((record["network"], fold))
+        return {**record, "fold": fold, "dice": 0.8, "hd95": 2.0, "learning_rate": lr, "train_minutes": 1.0}
+
+    monkeypatch.setattr(hippocampus, "shared_dataset", lambda name, data_dir: tmp_path)
+    monkeypatch.setattr(hippocampus, "build_datalist", lambda *args, **kwargs: None)
+    monkeypatch.setattr(hippocampus, "train_and_evaluate", fake_unit)
+    common = {"folds": (0, 1), "networks": ("XLSTMUNet", "UNet"), "learning_rates": (0.01,)}
+    first = hippocampus.benchmark_hippocampus(work_dir=str(tmp_path / "a"), output=str(tmp_path / "a.json"), **common)
+    first["runs"][0]["dice"] = 0.9  # the record's own figure is what comes back
+    (tmp_path / "a.json").write_text(json.dumps(first))
+
+    trained.clear()
+    more = {**common, "networks": ("XLSTMUNet", "UNet", "SegResNet")}
+    again = hippocampus.benchmark_hippocampus(
+        work_dir=str(tmp_path / "b"), output=str(tmp_path / "b.json"), reuse=(str(tmp_path / "a.json"),), **more
+    )
+    assert sorted(trained) == [("SegResNet", 0), ("SegResNet", 1)]  # only the units no record holds
+    assert again["runs"][0]["dice"] == 0.9 and again["runs"][0]["read_from"] == str(tmp_path / "a.json")
+
+    trained.clear()  # another number of steps is another unit
+    hippocampus.benchmark_hippocampus(
+        work_dir=str(tmp_path / "c"),
+        output=str(tmp_path / "c.json"),
+        reuse=(str(tmp_path / "a.json"),),
+        iterations=900,
+        **common,
+    )
+    assert len(trained) == 4

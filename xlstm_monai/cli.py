@@ -181,14 +181,17 @@ class Bench:
         work_dir: str = "runs/hippocampus_field",
         output: str = "runs/hippocampus_field.json",
         reference: str = "XLSTMUNet",
+        reuse=None,
     ) -> None:
-        """XLSTMUNet, its ablation without mLSTM blocks, UNet and SegResNet, k-fold on MSD Task04, all else equal."""
+        """XLSTMUNet, its ablation without mLSTM blocks, UNet and SegResNet, k-fold on MSD Task04, all else equal.
+        --reuse RECORD[,RECORD]: units that earlier records of this benchmark ran the same way are read back."""
         from xlstm_monai.bench.hippocampus import benchmark_hippocampus
 
         options = {
             "folds": tuple(_ints(folds)) if folds is not None else None,  # `--folds 0` is fold 0, not the default
             "networks": tuple(_strs(networks)) if networks else None,
             "learning_rates": tuple(_floats(learning_rates)) if learning_rates else None,
+            "reuse": tuple(_strs(reuse)) if reuse else None,
         }
         benchmark_hippocampus(
             data_dir=data_dir,

@@ -12,6 +12,7 @@ mean +- sd per network, paired differences to XLSTMUNet and wall time.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -117,6 +118,34 @@ SCALES = {
 }
 
 
+def _unit_key(overrides: dict, steps: int, batch_size: int, lr: float, fold: int, seed: int = 0) -> str:
+    return json.dumps([overrides, int(steps), int(batch_size), float(lr), int(fold), int(seed)], sort_keys=True)
+
+
+def recorded_units(paths: tuple[str, ...]) -> dict[str, dict]:
+    """
+    The runs of earlier records of this benchmark, keyed by what defines a unit (the network's overrides, steps,
+    batch size, learning rate, fold, seed): a fresh machine reads a committed record's units back instead of
+    training them again, as it would read its own cache. Each run read back names the record it came from.
+    """
+    units = {}
+    for path in paths:
+        record = json.loads(Path(path).read_text())
+        settings = record["settings"]
+        for run in record["runs"]:
+            network = settings["networks"][run["network"]]
+            key = _unit_key(
+                network,
+                settings["iterations"],
+                settings["batch_size"],
+                run["learning_rate"],
+                run["fold"],
+                run.get("seed", 0),
+            )
+            units[key] = {**run, "read_from": str(path)}
+    return units
+
+
 def benchmark_hippocampus(
     data_dir: str | None = None,
     folds: tuple[int, ...] = (0, 1, 2),
@@ -128,6 +157,7 @@ def benchmark_hippocampus(
     work_dir: str = "runs/hippocampus_field",
     output: str = "runs/hippocampus_field.json",
     reference: str = REFERENCE,
+    reuse: tuple[str, ...] = (),
 ) -> dict:
     """
     Args:
@@ -140,6 +170,7 @@ def benchmark_hippocampus(
         learning_rates: the grid each network's learning rate is chosen from on ``tune_fold`` (with the scale's
             ``tune_iterations``); a single rate is every network's, without tuning runs.
         reference: the network the others are paired with, fold by fold.
+        reuse: earlier records (JSON) of this benchmark whose units, where the same, are read back, not re-run.
     """
     check_tune_fold(tune_fold, folds)
     settings = {**SCALES[scale], **({"iterations": int(iterations)} if iterations else {})}
@@ -152,7 +183,12 @@ def benchmark_hippocampus(
     work = Path(work_dir)
     started = time.time()
 
+    recorded = recorded_units(tuple(reuse))
+
     def unit(name: str, fold: int, steps: int, lr: float) -> dict:
+        same = recorded.get(_unit_key(chosen_networks[name], steps, settings["batch_size"], lr, fold))
+        if same is not None:
+            return {**same, "network": name}
         datalist = work / "datalists" / f"fold{fold}.json"
         if not datalist.is_file():
             build_datalist(str(source), str(datalist), num_folds=5, fold=fold, seed=0, base_dir=str(source))
@@ -194,6 +230,7 @@ def benchmark_hippocampus(
             iterations=settings["iterations"],
             learning_rates=[f"{lr:g}" for lr in grid],
             reference=reference if reference != REFERENCE else None,
+            reuse=list(reuse) or None,
         ),
         "reference": reference,
         "data": str(source),
