@@ -44,3 +44,13 @@ def test_hooks_leave_the_output_unchanged_and_are_removed():
         timer.reset()
         network(image)
     assert torch.equal(reference, hooked) and not timer.forward
+
+
+def test_profiling_a_network_that_is_not_an_xlstmunet_of_the_benchmark_is_refused(tmp_path):
+    import pytest
+
+    from xlstm_monai.bench.profile import benchmark_profile
+
+    for name in ("UNet", "XLSTMUNet-nosuch"):
+        with pytest.raises(ValueError, match="XLSTMUNet-foundation-single"):
+            benchmark_profile(network=name, output=str(tmp_path / "p.json"))

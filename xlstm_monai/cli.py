@@ -100,12 +100,14 @@ class Bench:
         threads: int = 2,
         repeats: int = 3,
         output: str = "runs/bench_profile.json",
+        network: str = "XLSTMUNet",
     ) -> None:
         """The default XLSTMUNet's time by part (patch embedding, mLSTM blocks, q/k convolution, convolutional path,
-        token skips, decoder), forward and training step, beside MONAI's UNet."""
+        token skips, decoder), forward and training step, beside MONAI's UNet; --network: another XLSTMUNet of
+        `bench networks` (e.g. XLSTMUNet-foundation-single)."""
         from xlstm_monai.bench.profile import benchmark_profile
 
-        benchmark_profile(infer_size, train_size, threads, repeats, output)
+        benchmark_profile(infer_size, train_size, threads, repeats, output, network)
 
     def gpu_check(self, out_dir: str | None = None, dry_run: bool = False) -> None:
         """GPU tests, networks at 64^3-160^3 and 20 steps of every bundle, JSON under $OUT (ci/gpu_check)."""

@@ -163,10 +163,11 @@ def _shares(parts: dict[str, float], total: float) -> dict[str, float]:
 def format_profile(record: dict) -> str:
     """The table: each part's share of XLSTMUNet's inference forward and training step, then the totals beside
     MONAI's UNet measured in the same run, as ratios."""
-    xlstm, unet = record["networks"]["XLSTMUNet"], record["networks"].get("UNet")
+    name = record.get("network", "XLSTMUNet")
+    xlstm, unet = record["networks"][name], record["networks"].get("UNet")
     infer = _shares(xlstm["infer_parts"], xlstm["infer_seconds"])
     train = _shares(xlstm["train_parts"], xlstm["train_seconds"])
-    lines = [f"{'part':30} {'inference %':>11} {'training step %':>15}"]
+    lines = [f"{name + ' part':30} {'inference %':>11} {'training step %':>15}"]
     for part in [*PARTS, "other"]:
         name = f"  {part} (in blocks)" if part in INSIDE else part
         lines.append(f"{name:30} {100 * infer[part]:11.1f} {100 * train[part]:15.1f}")
@@ -181,7 +182,7 @@ def format_profile(record: dict) -> str:
     if unet:
         lines.append(f"{'UNet s':30} {unet['infer_seconds']:11.2f} {unet['train_seconds']:15.2f}")
         lines.append(
-            f"{'XLSTMUNet / UNet (no hooks)':30} {bare['infer_seconds'] / unet['infer_seconds']:11.2f} "
+            f"{'/ UNet (no hooks)':30} {bare['infer_seconds'] / unet['infer_seconds']:11.2f} "
             f"{bare['train_seconds'] / unet['train_seconds']:15.2f}"
         )
     return "\n".join(lines)
@@ -193,26 +194,41 @@ def benchmark_profile(
     threads: int = 2,
     repeats: int = 3,
     output: str = "runs/bench_profile.json",
+    network: str = "XLSTMUNet",
 ) -> dict:
-    """Profile the default XLSTMUNet (the heart bundles' network) by part, and time MONAI's UNet beside it."""
+    """
+    Profile an XLSTMUNet of ``bench networks`` by part (default: the heart bundles' network), and time MONAI's UNet
+    beside it.
+    """
     from xlstm_monai.bench.networks import NETWORKS
+
+    if not network.startswith("XLSTMUNet") or network not in NETWORKS:
+        known = [n for n in NETWORKS if n.startswith("XLSTMUNet")]
+        raise ValueError(f"network {network!r}: profile one of {known}")
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     record = {
         "command": command(
-            "profile", infer_size=infer_size, train_size=train_size, threads=threads, repeats=repeats, output=output
+            "profile",
+            infer_size=infer_size,
+            train_size=train_size,
+            threads=threads,
+            repeats=repeats,
+            output=output,
+            network=network if network != "XLSTMUNet" else None,
         ),
+        "network": network,
         "settings": {"infer_size": infer_size, "train_size": train_size, "threads": threads, "repeats": repeats},
         "networks": {},
     }
-    for name in ("XLSTMUNet", "UNet"):
-        network = NETWORKS[name](infer_size)
+    for name in (network, "UNet"):
+        built = NETWORKS[name](infer_size)
         record["networks"][name] = profile_network(
-            network, infer_size, train_size, repeats=repeats, hooks=name == "XLSTMUNet"
+            built, infer_size, train_size, repeats=repeats, hooks=name == network
         )
         # the hooks' own cost, for the record: the same network without them
-        if name == "XLSTMUNet":
-            bare = profile_network(network, infer_size, train_size, repeats=repeats, hooks=False)
+        if name == network:
+            bare = profile_network(built, infer_size, train_size, repeats=repeats, hooks=False)
             record["networks"][name]["unhooked"] = {k: bare[k] for k in ("infer_seconds", "train_seconds")}
     return write_report(record, output, format_profile(record))
