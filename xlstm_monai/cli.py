@@ -302,7 +302,8 @@ class Commands:
     ) -> None:
         """Train the released weights from the real images (cached steps): the brain-MRI foundation checkpoint, the
         cross-validation of brain_hippocampus's shipped recipe, and its model on all cases; each installed into its
-        bundle's models/ with its hash. Steps: pretrain, install-foundation, cross-validate, train, install-model;
+        bundle's models/ with its hash. Steps: pretrain, install-foundation, cross-validate, evaluate (score the kept
+        fold models again with evaluate.yaml as it is now), train, install-model;
         --model_from foldN releases that cross-validation fold's model instead of the one trained on all cases;
         --epochs N --output FILE cross-validates the recipe at another schedule length (the schedule study)."""
         from xlstm_monai.release.models import HIPPOCAMPUS, STEPS, release_models

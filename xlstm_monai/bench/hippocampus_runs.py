@@ -19,7 +19,7 @@ from filelock import FileLock, Timeout
 
 from xlstm_monai.workflow import bundle_path, read_structure_metrics, run_workflow
 
-__all__ = ["train_and_evaluate", "unit_lock"]
+__all__ = ["evaluate_model", "train_and_evaluate", "unit_lock"]
 
 
 @contextmanager
@@ -39,6 +39,59 @@ def unit_lock(root: Path):
         yield
     finally:
         lock.release()
+
+
+def _bundle_version() -> str:
+    return json.loads((bundle_path("brain_hippocampus") / "configs" / "metadata.json").read_text())["version"]
+
+
+def _evaluate(configs: tuple[str, ...], common: dict) -> dict:
+    """Score ``bundle_root``'s models/model.pt with evaluate.yaml over ``configs``: mean and per-structure figures."""
+    run_workflow("brain_hippocampus", [*configs, "evaluate.yaml"], "train", **common)
+    metrics = read_structure_metrics(Path(common["bundle_root"]) / "eval")
+    return {
+        "dice": float(np.mean([m["val_mean_dice"] for m in metrics.values()])),
+        "hd95": float(np.mean([m["val_hd95"] for m in metrics.values()])),
+        "per_structure_dice": {k: m["val_mean_dice"] for k, m in metrics.items()},
+        "per_structure_hd95": {k: m["val_hd95"] for k, m in metrics.items()},
+    }
+
+
+def evaluate_model(
+    root: Path,
+    model: Path,
+    source: Path,
+    datalist: Path,
+    fold: int,
+    configs: tuple[str, ...] = ("train.yaml",),
+    overrides: dict | None = None,
+) -> dict:
+    """
+    Score a kept model on ``fold`` with the bundle's evaluate.yaml as it is now (cached in ``root``): a model
+    trained before the evaluation changed (e.g. test-time mirroring) is scored again without training again.
+    Returns the figures of :func:`train_and_evaluate` with the bundle version that scored them.
+    """
+    result_file = root / "result.json"
+    if result_file.is_file():
+        return json.loads(result_file.read_text())
+    with unit_lock(root):
+        if result_file.is_file():
+            return json.loads(result_file.read_text())
+        (root / "models").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(model, root / "models" / "model.pt")
+        common = {
+            "bundle_root": str(root),
+            "dataset_dir": str(source),
+            "datalist": str(datalist),
+            "fold": fold,
+            "num_workers": 0,
+            **(overrides or {}),
+        }
+        result = {"bundle_version": _bundle_version(), "fold": fold, **(overrides or {}), **_evaluate(configs, common)}
+        result_file.write_text(json.dumps(result, indent=2))
+        for heavy in ("models", "eval"):
+            shutil.rmtree(root / heavy, ignore_errors=True)
+        return result
 
 
 def train_and_evaluate(
@@ -97,22 +150,16 @@ def train_and_evaluate(
             **common,
         )
         minutes = (time.time() - began) / 60
-        run_workflow("brain_hippocampus", [*configs, "evaluate.yaml"], "train", **common)
-        metrics = read_structure_metrics(root / "eval")
-        metadata = json.loads((bundle_path("brain_hippocampus") / "configs" / "metadata.json").read_text())
         result = {
             **(record or {}),
-            "bundle_version": metadata["version"],  # the defaults that the overrides were applied to
+            "bundle_version": _bundle_version(),  # the defaults that the overrides were applied to
             "fold": fold,
             "seed": seed,
             "learning_rate": learning_rate,
             "labeled_cases": labeled,
             "iterations": epochs * batches,
             "train_minutes": minutes,
-            "dice": float(np.mean([m["val_mean_dice"] for m in metrics.values()])),
-            "hd95": float(np.mean([m["val_hd95"] for m in metrics.values()])),
-            "per_structure_dice": {k: m["val_mean_dice"] for k, m in metrics.items()},
-            "per_structure_hd95": {k: m["val_hd95"] for k, m in metrics.items()},
+            **_evaluate(configs, common),
         }
         if keep_model is not None:
             shutil.copyfile(root / "models" / "model.pt", keep_model)

@@ -8,6 +8,8 @@ The released weights, made by one command from the real images under ``$XLSTM_MO
    ``large_files.yml``.
 3. ``cross-validate``: brain_hippocampus's shipped recipe (train.yaml + fine_tune.yaml, as shipped: it starts from
    the installed foundation checkpoint) on folds of the 200 cases, each scored on its held-out fold.
+   ``evaluate`` scores the kept fold models again with evaluate.yaml as it is now (after a change of evaluation,
+   such as test-time mirroring), added to each fold's record as ``shipped_evaluation``.
 4. ``train``: the same recipe on all 200 cases; ``install-model`` makes its final weights (or, with ``model_from``,
    one cross-validation fold's, whose held-out score is then known) ``brain_hippocampus/models/model.pt``, with its
    hash, and writes the cross-validated figures to the bundle's metadata.json.
@@ -30,7 +32,7 @@ import torch
 import yaml
 
 from xlstm_monai.bench.datasets import shared_dataset
-from xlstm_monai.bench.hippocampus_runs import train_and_evaluate, unit_lock
+from xlstm_monai.bench.hippocampus_runs import evaluate_model, train_and_evaluate, unit_lock
 from xlstm_monai.data import build_datalist
 from xlstm_monai.data.datalist import scan_images
 from xlstm_monai.networks import FOUNDATION_CHECKPOINT
@@ -51,7 +53,7 @@ FOUNDATION = {
     "settings": {"epochs": 6, "batch_size": 2, "learning_rate": 1.0e-3, "warmup_epochs": 1},
 }
 HIPPOCAMPUS = {"configs": ["train.yaml", "fine_tune.yaml"], "folds": (0, 1, 2), "num_folds": 5}
-STEPS = ("pretrain", "install-foundation", "cross-validate", "train", "install-model")
+STEPS = ("pretrain", "install-foundation", "cross-validate", "evaluate", "train", "install-model")
 
 
 def _recipe() -> dict:
@@ -152,6 +154,35 @@ def cross_validate(work: Path, source: Path, folds=HIPPOCAMPUS["folds"], epochs:
         )
         print(f"fold {fold}: Dice {runs[-1]['dice']:.4f}, HD95 {runs[-1]['hd95']:.2f} mm")
     return runs
+
+
+def evaluate_folds(work: Path, source: Path, folds, epochs: int | None = None) -> dict[int, dict]:
+    """
+    Score each fold's kept cross-validation model again with brain_hippocampus's evaluate.yaml as it is now (e.g.
+    after test-time mirroring was added), without training again; folds whose model this machine lacks are
+    skipped, said so. Returns {fold: figures}.
+    """
+    recipe = _recipe()
+    epochs = int(epochs or recipe["epochs"])
+    units = work / "cross_validation" / ("" if epochs == recipe["epochs"] else f"epochs{epochs}")
+    evaluate = yaml.safe_load((bundle_path("brain_hippocampus") / "configs" / "evaluate.yaml").read_text())
+    scored = {}
+    for fold in folds:
+        model = units / f"fold{fold}_model.pt"
+        if not model.is_file():
+            print(f"fold {fold}: no kept model at {model}, not scored again")
+            continue
+        figures = evaluate_model(
+            units / f"fold{fold}_evaluation_v{_version('brain_hippocampus')}",
+            model,
+            source,
+            work / "datalists" / "folds.json",
+            fold,
+            configs=HIPPOCAMPUS["configs"],
+        )
+        scored[fold] = {**figures, "mirror_axes": evaluate.get("mirror_axes", [])}
+        print(f"fold {fold}: Dice {figures['dice']:.4f}, HD95 {figures['hd95']:.2f} mm (evaluate.yaml as shipped)")
+    return scored
 
 
 def _foundation_hash() -> str:
@@ -302,6 +333,16 @@ def release_models(
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(json.dumps(report, indent=2))
         print(json.dumps(report["summary"], indent=1))
+    if "evaluate" in steps:
+        if not Path(output).is_file():
+            raise FileNotFoundError(f"{output}: no cross-validation record to add the evaluation to")
+        record = json.loads(Path(output).read_text())
+        scored = evaluate_folds(work, source, [r["fold"] for r in record["runs"] if r["fold"] in folds], epochs)
+        for run in record["runs"]:
+            if run["fold"] in scored:
+                run["shipped_evaluation"] = scored[run["fold"]]
+        Path(output).write_text(json.dumps(record, indent=2))
+        report = record
     if "train" in steps or ("install-model" in steps and model_from == "all"):
         weights = train_final(work, source)
     if "install-model" in steps:
