@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -151,3 +152,38 @@ def test_another_schedule_never_writes_over_the_released_recipes_record(tmp_path
 
     with pytest.raises(ValueError, match="its own --output"):
         release_models(steps=("cross-validate",), epochs=24, work_dir=str(tmp_path))
+
+
+def test_kept_fold_models_are_scored_again_with_the_evaluation_as_shipped(tmp_path, monkeypatch):
+    """The evaluate step scores each kept fold model with evaluate.yaml (no training), adds it to that fold's
+    record, skips a fold whose model this machine lacks, and reads a scored fold back instead of scoring it again."""
+    from xlstm_monai.bench import hippocampus_runs
+    from xlstm_monai.release import models
+
+    scored = []
+
+    def fake_workflow(bundle, configs, workflow_type, **overrides):
+        assert configs[-1] == "evaluate.yaml" and "epochs" not in overrides  # scored, never trained
+        assert (Path(overrides["bundle_root"]) / "models" / "model.pt").read_bytes() == b"fold model"
+        scored.append(overrides["fold"])
+        out = Path(overrides["bundle_root"]) / "eval"
+        out.mkdir(parents=True)
+        out.joinpath("per_structure_metrics.csv").write_text(
+            "structure,val_mean_dice,val_hd95\nanterior,0.9,1.0\nposterior,0.8,2.0\n"
+        )
+
+    monkeypatch.setattr(hippocampus_runs, "run_workflow", fake_workflow)
+    monkeypatch.setattr(models, "shared_dataset", lambda name, data_dir: tmp_path / "data")
+    work = tmp_path / "work"
+    (work / "cross_validation").mkdir(parents=True)
+    (work / "cross_validation" / "fold1_model.pt").write_bytes(b"fold model")  # fold 0's model is not here
+    record = tmp_path / "record.json"
+    record.write_text(json.dumps({"runs": [{"fold": 0, "dice": 0.88}, {"fold": 1, "dice": 0.87}]}))
+
+    for _ in range(2):
+        models.release_models(steps=("evaluate",), folds=(0, 1), work_dir=str(work), output=str(record))
+    runs = json.loads(record.read_text())["runs"]
+    assert scored == [1]  # once: the second call read the cached unit back
+    assert "shipped_evaluation" not in runs[0] and runs[1]["dice"] == 0.87  # the training-time figure stays
+    assert runs[1]["shipped_evaluation"]["dice"] == pytest.approx(0.85)
+    assert runs[1]["shipped_evaluation"]["mirror_axes"] == [0]  # what brain_hippocampus's evaluate.yaml says
