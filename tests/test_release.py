@@ -175,8 +175,9 @@ def test_kept_fold_models_are_scored_again_with_the_evaluation_as_shipped(tmp_pa
     monkeypatch.setattr(hippocampus_runs, "run_workflow", fake_workflow)
     monkeypatch.setattr(models, "shared_dataset", lambda name, data_dir: tmp_path / "data")
     work = tmp_path / "work"
-    (work / "cross_validation").mkdir(parents=True)
-    (work / "cross_validation" / "fold1_model.pt").write_bytes(b"fold model")  # fold 0's model is not here
+    units = work / "cross_validation" / f"epochs{models._recipe()['epochs']}"  # the recipe's schedule
+    units.mkdir(parents=True)
+    (units / "fold1_model.pt").write_bytes(b"fold model")  # fold 0's model is not here
     record = tmp_path / "record.json"
     record.write_text(json.dumps({"runs": [{"fold": 0, "dice": 0.88}, {"fold": 1, "dice": 0.87}]}))
 
@@ -187,3 +188,34 @@ def test_kept_fold_models_are_scored_again_with_the_evaluation_as_shipped(tmp_pa
     assert "shipped_evaluation" not in runs[0] and runs[1]["dice"] == 0.87  # the training-time figure stays
     assert runs[1]["shipped_evaluation"]["dice"] == pytest.approx(0.85)
     assert runs[1]["shipped_evaluation"]["mirror_axes"] == [0]  # what brain_hippocampus's evaluate.yaml says
+
+
+def test_a_longer_schedule_trains_on_all_cases_ahead_of_the_recipe_and_is_never_installed(tmp_path, monkeypatch):
+    """``--steps train --epochs N`` trains with that schedule in a unit of its own that resumes an interrupted run;
+    installing a model whose schedule the recipe does not have is refused before anything runs."""
+    import torch
+
+    from xlstm_monai.release import models
+
+    calls = []
+
+    def fake_workflow(bundle, configs, workflow_type, **overrides):
+        calls.append(overrides)
+        (Path(overrides["bundle_root"]) / "models").mkdir(parents=True)
+        torch.save({"model": {"w": torch.ones(2)}}, Path(overrides["bundle_root"]) / "models" / "last.pt")
+
+    folds = {"training": [{"image": f"i{i}.nii.gz", "label": f"l{i}.nii.gz", "fold": i % 5} for i in range(10)]}
+    monkeypatch.setattr(models, "build_datalist", lambda *args, **kwargs: folds)
+    monkeypatch.setattr(models, "run_workflow", fake_workflow)
+    monkeypatch.setattr(models, "shared_dataset", lambda name, data_dir: tmp_path / "data")
+    work = tmp_path / "work"
+    longer = models._recipe()["epochs"] * 2
+    with pytest.raises(ValueError, match="recipes/bundles/brain_hippocampus.yaml"):
+        models.release_models(steps=("train", "install-model"), epochs=longer, work_dir=str(work))
+    assert calls == []
+    for _ in range(2):
+        models.release_models(steps=("train",), epochs=longer, work_dir=str(work), output=str(tmp_path / "r.json"))
+    assert len(calls) == 1 and calls[0]["epochs"] == longer and calls[0]["resume"] is True
+    unit = work / f"released_model_epochs{longer}"
+    assert torch.load(unit / "model.pt", weights_only=True)["w"].tolist() == [1.0, 1.0]
+    assert json.loads((unit / "record.json").read_text())["recipe"]["epochs"] == longer

@@ -305,7 +305,8 @@ class Commands:
         bundle's models/ with its hash. Steps: pretrain, install-foundation, cross-validate, evaluate (score the kept
         fold models again with evaluate.yaml as it is now), train, install-model;
         --model_from foldN releases that cross-validation fold's model instead of the one trained on all cases;
-        --epochs N --output FILE cross-validates the recipe at another schedule length (the schedule study)."""
+        --epochs N --output FILE cross-validates the recipe at another schedule length (the schedule study);
+        --steps train --epochs N trains it on all cases ahead of adopting it."""
         from xlstm_monai.release.models import HIPPOCAMPUS, STEPS, release_models
 
         folds = tuple(_ints(folds)) if folds is not None else HIPPOCAMPUS["folds"]

@@ -123,14 +123,19 @@ def install(file: Path, bundle: str, name: str) -> Path:
     return target
 
 
+def _cross_validation_units(work: Path, epochs: int) -> Path:
+    """The cached fold units of one schedule length: a study's units stay valid when the recipe adopts its schedule."""
+    return work / "cross_validation" / f"epochs{epochs}"
+
+
 def cross_validate(work: Path, source: Path, folds=HIPPOCAMPUS["folds"], epochs: int | None = None) -> list[dict]:
     """
     The shipped recipe on each fold, from the installed foundation checkpoint, scored on the held-out fold.
-    ``epochs``: another schedule length than the recipe's (the schedule study), cached apart from the recipe's units.
+    ``epochs``: another schedule length than the recipe's (the schedule study); units are cached per schedule length.
     """
     recipe = _recipe()
     epochs = int(epochs or recipe["epochs"])
-    units = work / "cross_validation" / ("" if epochs == recipe["epochs"] else f"epochs{epochs}")
+    units = _cross_validation_units(work, epochs)
     datalist = work / "datalists" / "folds.json"
     if not datalist.is_file():
         build_datalist(str(source), str(datalist), num_folds=HIPPOCAMPUS["num_folds"], seed=0, base_dir=str(source))
@@ -162,9 +167,7 @@ def evaluate_folds(work: Path, source: Path, folds, epochs: int | None = None) -
     after test-time mirroring was added), without training again; folds whose model this machine lacks are
     skipped, said so. Returns {fold: figures}.
     """
-    recipe = _recipe()
-    epochs = int(epochs or recipe["epochs"])
-    units = work / "cross_validation" / ("" if epochs == recipe["epochs"] else f"epochs{epochs}")
+    units = _cross_validation_units(work, int(epochs or _recipe()["epochs"]))
     evaluate = yaml.safe_load((bundle_path("brain_hippocampus") / "configs" / "evaluate.yaml").read_text())
     scored = {}
     for fold in folds:
@@ -191,9 +194,15 @@ def _foundation_hash() -> str:
     return file_hash(bundles_dir() / FOUNDATION_CHECKPOINT, HASH_TYPE)
 
 
-def train_final(work: Path, source: Path) -> Path:
-    """The shipped recipe on all cases (no held-out fold); returns the final weights as a bare state dict file."""
-    root = work / "released_model"
+def train_final(work: Path, source: Path, epochs: int | None = None) -> Path:
+    """
+    The shipped recipe on all cases (no held-out fold); returns the final weights as a bare state dict file.
+    ``epochs``: another schedule length than the recipe's, trained ahead of adopting it (cached per schedule length).
+    An interrupted run continues from its last epoch.
+    """
+    recipe = _recipe()
+    recipe["epochs"] = int(epochs or recipe["epochs"])
+    root = work / f"released_model_epochs{recipe['epochs']}"
     weights = root / "model.pt"
     if weights.is_file():
         return weights
@@ -202,6 +211,7 @@ def train_final(work: Path, source: Path) -> Path:
             return weights
         folds = build_datalist(str(source), str(root / "folds.json"), num_folds=HIPPOCAMPUS["num_folds"], seed=0)
         cases = [{"image": c["image"], "label": c["label"]} for c in folds["training"]]
+        root.mkdir(parents=True, exist_ok=True)
         # every case trains; the validation section (a training fold) only satisfies the config: its score is a
         # training-set figure, recorded as such, and the released weights are the final ones either way
         datalist = {"training": cases, "validation": [c for c, f in zip(cases, folds["training"]) if f["fold"] == 0]}
@@ -214,13 +224,14 @@ def train_final(work: Path, source: Path) -> Path:
             bundle_root=str(root),
             dataset_dir=str(source),
             datalist=str(root / "all_cases.json"),
-            resume=False,
+            epochs=recipe["epochs"],
+            resume=True,
             num_workers=0,
         )
         state = torch.load(root / "models" / "last.pt", map_location="cpu", weights_only=True)["model"]
         torch.save({k: v.contiguous() for k, v in state.items()}, weights)
         (root / "record.json").write_text(
-            json.dumps({"cases": len(cases), "recipe": _recipe(), "minutes": (time.time() - began) / 60})
+            json.dumps({"cases": len(cases), "recipe": recipe, "minutes": (time.time() - began) / 60})
         )
         return weights
 
@@ -303,14 +314,22 @@ def release_models(
         data_dir: the MSD Task04 folder; default $XLSTM_MONAI_DATA/msd_hippocampus.
         extra_images: further folders of unlabeled brain T1 for the foundation pretraining; default the IXI T1
             brains beside the MSD folder.
-        epochs: cross-validate the recipe at another schedule length (where does it level off?); write that record
-            to its own ``output``, not the released recipe's.
+        epochs: cross-validate the recipe at another schedule length (where does it level off?), writing that record
+            to its own ``output``, not the released recipe's; or train it on all cases (``train``) ahead of adopting
+            it in the recipe. ``install-model`` takes only the recipe's own schedule.
     """
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
         raise ValueError(f"unknown release step(s) {unknown}: choose from {', '.join(STEPS)}")
-    if epochs and int(epochs) != _recipe()["epochs"] and Path(output).name == "brain_hippocampus_release.json":
+    other_schedule = bool(epochs) and int(epochs) != _recipe()["epochs"]
+    writes_record = "cross-validate" in steps or "evaluate" in steps
+    if other_schedule and writes_record and Path(output).name == "brain_hippocampus_release.json":
         raise ValueError(f"--epochs {epochs} is not the released recipe's schedule: give it its own --output")
+    if other_schedule and "install-model" in steps:
+        raise ValueError(
+            f"--epochs {epochs} is not the released recipe's schedule: set it in "
+            "recipes/bundles/brain_hippocampus.yaml (and render the configs) before installing a model trained with it"
+        )
     source = shared_dataset("msd_hippocampus", data_dir)
     extra = [Path(p) for p in extra_images] if extra_images is not None else [source.parent / "ixi_t1" / "images"]
     work = Path(work_dir)
@@ -344,7 +363,7 @@ def release_models(
         Path(output).write_text(json.dumps(record, indent=2))
         report = record
     if "train" in steps or ("install-model" in steps and model_from == "all"):
-        weights = train_final(work, source)
+        weights = train_final(work, source, epochs)
     if "install-model" in steps:
         if model_from != "all":
             weights = work / "cross_validation" / f"{model_from}_model.pt"
@@ -356,7 +375,7 @@ def release_models(
         target = install(weights, "brain_hippocampus", "model.pt")
         if Path(output).is_file():
             record = json.loads(Path(output).read_text())
-            trained = work / "released_model" / "record.json"
+            trained = work / f"released_model_epochs{_recipe()['epochs']}" / "record.json"
             record["released_model"] = {
                 "version": _version("brain_hippocampus"),
                 "from": model_from,
