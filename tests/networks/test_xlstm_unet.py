@@ -170,6 +170,25 @@ def test_single_full_resolution_stage_changes_only_the_blocks_at_input_resolutio
     assert [n for n, p in single.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0] == []
 
 
+def test_narrow_full_resolution_stage_halves_its_channels_and_keeps_the_coarser_stages():
+    """ "narrow" keeps the encoder and every stage below input resolution key for key; at input resolution it runs
+    feature_size // 2 channels with one 3^3 convolution on the image side, and it trains end to end."""
+    torch.manual_seed(0)
+    residual = XLSTMUNet(1, 3, img_size=32, feature_size=4, **TINY)
+    narrow = XLSTMUNet(1, 3, img_size=32, feature_size=4, full_resolution="narrow", **TINY)
+    full_res = ("decoder.conv_path.0.", "decoder.decoders.0.", "decoder.out.", "decoder.conv_path.1.")
+    outside = {k: v.shape for k, v in narrow.state_dict().items() if not k.startswith(full_res)}
+    assert outside == {k: v.shape for k, v in residual.state_dict().items() if not k.startswith(full_res)}
+    assert narrow.decoder.out.conv.conv.in_channels == 2 and narrow.decoder.conv_path[0].conv.out_channels == 2
+    assert narrow.decoder.conv_path[1].layer.conv1.conv.in_channels == 2  # the next stage reads the narrow one
+    out = narrow(torch.randn(2, 1, 32, 32, 32))
+    assert out.shape == (2, 3, 32, 32, 32)
+    out.square().mean().backward()
+    assert [n for n, p in narrow.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0] == []
+    with pytest.raises(ValueError, match="narrow"):
+        XLSTMUNet(1, 3, img_size=32, feature_size=1, full_resolution="narrow", **TINY)
+
+
 def test_unknown_full_resolution_stage_raises():
     with pytest.raises(ValueError, match="full_resolution"):
         XLSTMUNet(1, 3, img_size=32, feature_size=4, full_resolution="light", **TINY)

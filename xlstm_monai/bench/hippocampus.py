@@ -96,6 +96,12 @@ def _networks(scale: str) -> dict[str, dict]:
             "network_def#feature_size": 16,
             "network_def#full_resolution": "single",
         },
+        # the released network with half the channels at input resolution and one 3^3 convolution on the image side
+        "XLSTMUNet-feature16-narrow": {
+            **xlstm,
+            "network_def#feature_size": 16,
+            "network_def#full_resolution": "narrow",
+        },
         "XLSTMUNet-feature16-layerscale": {
             **size,
             **plain,

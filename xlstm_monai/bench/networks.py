@@ -73,6 +73,7 @@ NETWORKS: dict[str, Callable[[int], torch.nn.Module]] = {
     "XLSTMUNet-single": _xlstm_unet_variant(full_resolution="single"),
     "XLSTMUNet-foundation": _xlstm_unet_variant(**SMALL, feature_size=16),
     "XLSTMUNet-foundation-single": _xlstm_unet_variant(**SMALL, feature_size=16, full_resolution="single"),
+    "XLSTMUNet-foundation-narrow": _xlstm_unet_variant(**SMALL, feature_size=16, full_resolution="narrow"),
     "UNet": _unet,
     "SegResNet": _segresnet,
     "UNETR": _unetr,

@@ -26,8 +26,9 @@ __all__ = ["FULL_RESOLUTION", "XLSTMUNet", "XLSTMUNetDecoder", "XlstmUNet", "ful
 
 # what the decoder runs at input resolution, where a voxel costs the most: "residual", UNETR's residual blocks (two
 # 3^3 convolutions and a 1^3 each side of the skip, the skip concatenated); "single", one 3^3 convolution each side,
-# the skip summed, about a quarter of the work there (docs/results/README.md, "Where XLSTMUNet's time goes")
-FULL_RESOLUTION = ("residual", "single")
+# the skip summed, about a quarter of the work there; "narrow", half the channels there, one 3^3 convolution on the
+# image side and UNETR's residual up-block on the other (docs/results/README.md, "Where XLSTMUNet's time goes")
+FULL_RESOLUTION = ("residual", "single", "narrow")
 
 
 def full_resolution_output(pred: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
@@ -79,8 +80,9 @@ class XLSTMUNetDecoder(nn.Module):
         deep_supervision: how many coarser decoder stages also predict ``out_channels`` in training (0 for none,
             at most log2(patch_size) - 1); their logits come after the full-resolution ones, at their own
             resolution (1/2, 1/4, ...), for MONAI's ``DeepSupervisionLoss``.
-        full_resolution: the blocks at input resolution, one of :data:`FULL_RESOLUTION`: "residual" (UNETR's) or
-            "single" (one convolution each side of a summed skip).
+        full_resolution: the blocks at input resolution, one of :data:`FULL_RESOLUTION`: "residual" (UNETR's),
+            "single" (one convolution each side of a summed skip) or "narrow" (``feature_size // 2`` channels, one
+            convolution on the image side, UNETR's up-block with the concatenated skip).
         spatial_dims: number of spatial dims.
     """
 
@@ -109,8 +111,12 @@ class XLSTMUNetDecoder(nn.Module):
             )
         self.patch_size = ensure_tuple_rep(patch_size, spatial_dims)
         self.skip_sources = list(skip_sources)
+        if full_resolution == "narrow" and feature_size < 2:
+            raise ValueError(f'full_resolution "narrow" halves feature_size, which should be >= 2, got {feature_size}.')
         self.feature_size = feature_size
         channels = [feature_size * 2**s for s in range(num_stages + 1)]  # stage s at 1 / 2**s resolution
+        if full_resolution == "narrow":
+            channels[0] = feature_size // 2
 
         def conv_block(cin: int, cout: int, stride: int) -> UnetrBasicBlock:
             return UnetrBasicBlock(spatial_dims, cin, cout, 3, stride, norm_name=norm_name, res_block=res_block)
@@ -119,7 +125,7 @@ class XLSTMUNetDecoder(nn.Module):
         self.conv_path = nn.ModuleList(
             [
                 _conv_norm_act(spatial_dims, in_channels, channels[0], norm_name)
-                if single
+                if full_resolution in ("single", "narrow")
                 else conv_block(in_channels, channels[0], 1)
             ]
             + [conv_block(channels[s - 1], channels[s], 2) for s in range(1, num_stages)]
@@ -268,7 +274,8 @@ class XLSTMUNet(nn.Module):
                 :class:`XLSTMUNetDecoder`); in eval mode the network always returns one tensor. Defaults to 0.
             full_resolution: the decoder's blocks at input resolution: "residual" (UNETR's residual blocks) or
                 "single" (one convolution each side of a summed skip: about a quarter of the work there, the
-                largest share of the network's time on a CPU). Defaults to "residual".
+                largest share of the network's time on a CPU) or "narrow" (half the channels there, one convolution
+                on the image side). Defaults to "residual".
             spatial_dims: number of spatial dims. Defaults to 3.
 
         Examples::
