@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__version__ = "0.3.2"
+__version__ = "0.4.0"
 
 _SUBMODULES = (
     "bench",
