@@ -1,5 +1,5 @@
 """
-Speed and memory of the default XLSTMUNet side by side with MONAI's UNet, SegResNet, UNETR and SwinUNETR.
+Speed and memory of XLSTMUNet (the class defaults and the bundles' foundation size) side by side with MONAI's UNet, SegResNet, UNETR and SwinUNETR.
 
 Every network gets the same settings (1 input / 8 output channels, AdamW, DiceCE, bf16 autocast on CUDA) and is
 measured in the same run: a training step (forward, loss, backward, optimizer step) and an inference forward pass
@@ -31,7 +31,7 @@ REFERENCES = ("UNet", "SwinUNETR")  # the ratio columns: the speed targets are a
 def _xlstm_unet(size: int, **settings) -> torch.nn.Module:
     from xlstm_monai.networks import XLSTMUNet
 
-    return XLSTMUNet(in_channels=1, out_channels=8, img_size=96, **settings)  # default: the heart bundles' network
+    return XLSTMUNet(in_channels=1, out_channels=8, img_size=96, **settings)  # the class defaults: the large size
 
 
 def _xlstm_unet_variant(**settings) -> Callable[[int], torch.nn.Module]:
@@ -69,11 +69,16 @@ def _swin_unetr(size: int) -> torch.nn.Module:
 
 NETWORKS: dict[str, Callable[[int], torch.nn.Module]] = {
     "XLSTMUNet": _xlstm_unet,
-    # one convolution each side of a summed skip at input resolution; the released (foundation) size; both
+    # the class defaults (the large size) with one convolution each side of a summed skip at input resolution; the
+    # foundation size, every segmentation bundle's network, and its candidates at input resolution
     "XLSTMUNet-single": _xlstm_unet_variant(full_resolution="single"),
     "XLSTMUNet-foundation": _xlstm_unet_variant(**SMALL, feature_size=16),
     "XLSTMUNet-foundation-single": _xlstm_unet_variant(**SMALL, feature_size=16, full_resolution="single"),
     "XLSTMUNet-foundation-narrow": _xlstm_unet_variant(**SMALL, feature_size=16, full_resolution="narrow"),
+    # the same function with mlstm_kernels' chunkwise kernel with a hand-written backward (CPU kernel lever)
+    "XLSTMUNet-foundation-custbw": _xlstm_unet_variant(
+        **SMALL, feature_size=16, mlstm_kernel="chunkwise--native_custbw"
+    ),
     "UNet": _unet,
     "SegResNet": _segresnet,
     "UNETR": _unetr,

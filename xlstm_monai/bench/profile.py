@@ -197,7 +197,7 @@ def benchmark_profile(
     network: str = "XLSTMUNet",
 ) -> dict:
     """
-    Profile an XLSTMUNet of ``bench networks`` by part (default: the heart bundles' network), and time MONAI's UNet
+    Profile an XLSTMUNet of ``bench networks`` by part (default: the class defaults, the large size), and time MONAI's UNet
     beside it.
     """
     from xlstm_monai.bench.networks import NETWORKS
