@@ -1,5 +1,6 @@
 """
-Speed and memory of XLSTMUNet (the class defaults and the bundles' foundation size) side by side with MONAI's UNet, SegResNet, UNETR and SwinUNETR.
+Speed and memory of XLSTMUNet (the class defaults and the bundles' foundation size) side by side with MONAI's UNet,
+SegResNet, UNETR and SwinUNETR.
 
 Every network gets the same settings (1 input / 8 output channels, AdamW, DiceCE, bf16 autocast on CUDA) and is
 measured in the same run: a training step (forward, loss, backward, optimizer step) and an inference forward pass

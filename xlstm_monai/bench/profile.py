@@ -197,8 +197,8 @@ def benchmark_profile(
     network: str = "XLSTMUNet",
 ) -> dict:
     """
-    Profile an XLSTMUNet of ``bench networks`` by part (default: the class defaults, the large size), and time MONAI's UNet
-    beside it.
+    Profile an XLSTMUNet of ``bench networks`` by part (default: the class defaults, the large size), and time MONAI's
+    UNet beside it.
     """
     from xlstm_monai.bench.networks import NETWORKS
 
