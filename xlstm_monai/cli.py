@@ -51,8 +51,10 @@ class Bench:
         volumes: int = 3,
         work_dir: str | None = None,
         output: str = "runs/bench_inference.json",
+        overlays=None,
     ) -> None:
-        """Time and peak memory per volume of each segmentation bundle's inference, PyTorch vs ONNX Runtime."""
+        """Time and peak memory per volume of each segmentation bundle's inference, PyTorch vs ONNX Runtime;
+        --overlays large.yaml also times the network of that overlay config, with PyTorch, in the same run."""
         from xlstm_monai.bench.inference import TYPICAL_INPUTS, benchmark_inference
 
         benchmark_inference(
@@ -62,6 +64,7 @@ class Bench:
             volumes,
             work_dir,
             output,
+            tuple(_strs(overlays) or ()),
         )
 
     def data_check(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import yaml
 
 from xlstm_monai.bench.measure import start
 from xlstm_monai.bench.study import command, write_report
@@ -44,8 +45,19 @@ def _write_input(folder: Path, bundle: str, volumes: int) -> None:
         nib.save(nib.Nifti1Image(base * 100 + 40, affine), folder / f"case{i}.nii.gz")
 
 
-def _run(bundle: str, root: Path, backend: str, threads: int, volumes: int) -> dict:
+def _overlay_settings(bundle: str, overlay: str | None) -> dict:
+    """The overrides of one of the bundle's overlay configs (e.g. large.yaml, a flat ``network_def#...`` mapping)."""
+    if not overlay:
+        return {}
+    path = bundle_path(bundle) / "configs" / overlay
+    if not path.is_file():
+        raise FileNotFoundError(f"{bundle} has no overlay configs/{overlay}")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _run(bundle: str, root: Path, backend: str, threads: int, volumes: int, overlay: str | None = None) -> dict:
     overrides = {
+        **_overlay_settings(bundle, overlay),
         "bundle_root": str(root),
         "dataset_dir": str(root / "input"),
         "input_pattern": "*.nii.gz",
@@ -65,6 +77,7 @@ def _run(bundle: str, root: Path, backend: str, threads: int, volumes: int) -> d
     return {
         "bundle": bundle,
         "backend": backend,
+        "network": overlay or "default",
         "seconds_per_volume": float(np.median(seconds)),
         "peak_gib": result["peak_gib"],
         "volumes": volumes,
@@ -72,23 +85,28 @@ def _run(bundle: str, root: Path, backend: str, threads: int, volumes: int) -> d
     }
 
 
-def _prepare(bundle: str, root: Path, volumes: int) -> None:
-    """Random weights of the default network, their ONNX export at the ROI, and the inputs."""
+def _prepare(bundle: str, root: Path, volumes: int, onnx: bool, overlay: str | None = None) -> None:
+    """Random weights of the network (the default, or an overlay's), their ONNX export at the ROI if ``onnx``, and
+    the inputs."""
     import torch
     from monai.bundle import ConfigParser
 
-    if (root / "models" / "model.onnx").is_file():
-        return
     folder = bundle_path(bundle)
     parser = ConfigParser()
     parser.read_config(str(folder / "configs" / "inference.yaml"))
-    (root / "models").mkdir(parents=True, exist_ok=True)
-    torch.save(parser.get_parsed_content("network_def").state_dict(), root / "models" / "model.pt")
-    shape = [1, 1, *parser.get_parsed_content("roi_size")]
-    started = time.time()
-    export_bundle_onnx(folder, root / "models" / "model.pt", root / "models" / "model.onnx", shape)
-    (root / "export.json").write_text(json.dumps({"onnx_export_seconds": time.time() - started}))
-    _write_input(root / "input", bundle, volumes)
+    parser.update(_overlay_settings(bundle, overlay))
+    if not (root / "models" / "model.pt").is_file():
+        (root / "models").mkdir(parents=True, exist_ok=True)
+        torch.save(parser.get_parsed_content("network_def").state_dict(), root / "models" / "model.pt")
+    if onnx and not (root / "models" / "model.onnx").is_file():
+        if overlay:
+            raise ValueError("the ONNX Runtime backend exports the bundle's default network only")
+        shape = [1, 1, *parser.get_parsed_content("roi_size")]
+        started = time.time()
+        export_bundle_onnx(folder, root / "models" / "model.pt", root / "models" / "model.onnx", shape)
+        (root / "export.json").write_text(json.dumps({"onnx_export_seconds": time.time() - started}))
+    if not (root / "input").is_dir():
+        _write_input(root / "input", bundle, volumes)
 
 
 def benchmark_inference(
@@ -98,6 +116,7 @@ def benchmark_inference(
     volumes: int = 3,
     work_dir: str | None = None,
     output: str = "runs/bench_inference.json",
+    overlays: tuple[str, ...] = (),
 ) -> dict:
     """
     Args:
@@ -105,48 +124,55 @@ def benchmark_inference(
         backends: "pytorch" (the bundle's network) and/or "onnxruntime" (its onnx_export).
         threads: CPU threads of each run.
         volumes: inputs segmented per run (the first is a warm-up).
+        overlays: overlay configs of the bundles (e.g. "large.yaml") whose network is also measured, with PyTorch,
+            in the same run as the default.
     """
     work = Path(work_dir or tempfile.mkdtemp(prefix="bench_inference_"))
     path = Path(output)
     report = json.loads(path.read_text()) if path.is_file() else {"runs": []}
-    done = {(r["bundle"], r["backend"]) for r in report["runs"]}
+    done = {(r["bundle"], r["backend"], r.get("network", "default")) for r in report["runs"]}
+    units = [(backend, None) for backend in backends] + [("pytorch", overlay) for overlay in overlays]
     started = time.time()
     for bundle in bundles:
-        root = work / bundle
-        _prepare(bundle, root, volumes)
-        for backend in backends:
-            if (bundle, backend) in done:
+        for backend, overlay in units:
+            if (bundle, backend, overlay or "default") in done:
                 continue
-            result = _run(bundle, root, backend, threads, volumes)
+            root = work / bundle / (overlay or "default")
+            _prepare(bundle, root, volumes, onnx=backend == "onnxruntime", overlay=overlay)
+            result = _run(bundle, root, backend, threads, volumes, overlay)
             result["input"] = {"shape": TYPICAL_INPUTS[bundle][0], "spacing_mm": TYPICAL_INPUTS[bundle][1]}
             if backend == "onnxruntime" and (root / "export.json").is_file():
                 result.update(json.loads((root / "export.json").read_text()))
             report["runs"].append(result)
             print(
-                f"  {bundle} {backend}: {result['seconds_per_volume']:.1f} s/volume, {result['peak_gib']:.2f} GiB",
+                f"  {bundle} {backend} {result['network']}: {result['seconds_per_volume']:.1f} s/volume, "
+                f"{result['peak_gib']:.2f} GiB",
                 flush=True,
             )
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(report, indent=2))
-    report["command"] = command("inference", bundles=bundles, backends=backends, threads=threads, volumes=volumes)
+    report["command"] = command(
+        "inference", bundles=bundles, backends=backends, threads=threads, volumes=volumes, overlays=overlays or None
+    )
     report["minutes"] = (time.time() - started) / 60
     return write_report(report, path, format_table(report))
 
 
 def format_table(report: dict) -> str:
     lines = [
-        "| bundle | input (voxels at mm) | backend | s / volume | peak GiB | time / PyTorch | one-off export (min) |",
-        "|---|---|---|---|---|---|---|",
+        "| bundle | input (voxels at mm) | network | backend | s / volume | peak GiB | time / default network, "
+        "PyTorch | one-off export (min) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    by = {(r["bundle"], r["backend"]): r for r in report["runs"]}
-    for (bundle, backend), r in by.items():
-        torch_run = by.get((bundle, "pytorch"))
+    by = {(r["bundle"], r["backend"], r.get("network", "default")): r for r in report["runs"]}
+    for (bundle, backend, network), r in by.items():
+        torch_run = by.get((bundle, "pytorch", "default"))
         ratio = f"{r['seconds_per_volume'] / torch_run['seconds_per_volume']:.2f}x" if torch_run else "-"
         shape, spacing = r["input"]["shape"], r["input"]["spacing_mm"]
         size = f"{'x'.join(map(str, shape))} at {'x'.join(f'{s:g}' for s in spacing)}"
         export = f"{r['onnx_export_seconds'] / 60:.1f}" if "onnx_export_seconds" in r else "-"
         lines.append(
-            f"| {bundle} | {size} | {backend} | {r['seconds_per_volume']:.1f} | {r['peak_gib']:.2f} | {ratio} "
-            f"| {export} |"
+            f"| {bundle} | {size} | {network} | {backend} | {r['seconds_per_volume']:.1f} | {r['peak_gib']:.2f} "
+            f"| {ratio} | {export} |"
         )
     return "\n".join(lines)
