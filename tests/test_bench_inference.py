@@ -11,6 +11,7 @@ def test_overlay_settings_are_the_bundles_overlay_config():
     large = inference._overlay_settings("heart_seg_ct", "large.yaml")
     assert large["network_def#embed_dim"] == 384 and large["network_def#depth"] == 12
     assert inference._overlay_settings("heart_seg_ct", None) == {}
+    assert inference._overlay_settings("heart_seg_ct", "invert_labels=true") == {"invert_labels": True}
     with pytest.raises(FileNotFoundError, match="configs/missing.yaml"):
         inference._overlay_settings("heart_seg_ct", "missing.yaml")
 
@@ -23,7 +24,7 @@ def test_overlay_network_is_a_unit_of_its_own_with_a_ratio_to_the_default(tmp_pa
         return {
             "bundle": bundle,
             "backend": backend,
-            "network": overlay or "default",
+            "variant": overlay or "default",
             "seconds_per_volume": 20.0 if overlay else 10.0,
             "peak_gib": 1.0,
             "volumes": volumes,
@@ -41,7 +42,7 @@ def test_overlay_network_is_a_unit_of_its_own_with_a_ratio_to_the_default(tmp_pa
     assert ran == [("heart_seg_ct", "pytorch", None), ("heart_seg_ct", "pytorch", "large.yaml")]
     assert prepared == [False, False]  # no ONNX export without the ONNX Runtime backend
     record = json.loads(output.read_text())
-    assert [r["network"] for r in record["runs"]] == ["default", "large.yaml"]
+    assert [r["variant"] for r in record["runs"]] == ["default", "large.yaml"]
     table = inference.format_table(record)
     assert "| large.yaml | pytorch | 20.0 | 1.00 | 2.00x |" in table
     assert "--overlays large.yaml" in record["command"]

@@ -46,9 +46,13 @@ def _write_input(folder: Path, bundle: str, volumes: int) -> None:
 
 
 def _overlay_settings(bundle: str, overlay: str | None) -> dict:
-    """The overrides of one of the bundle's overlay configs (e.g. large.yaml, a flat ``network_def#...`` mapping)."""
+    """The overrides of a variant: one of the bundle's overlay configs (e.g. large.yaml, a flat ``network_def#...``
+    mapping) or one setting, ``key=value`` (the value read as YAML, e.g. ``invert_labels=true``)."""
     if not overlay:
         return {}
+    if "=" in overlay:
+        key, value = overlay.split("=", 1)
+        return {key: yaml.safe_load(value)}
     path = bundle_path(bundle) / "configs" / overlay
     if not path.is_file():
         raise FileNotFoundError(f"{bundle} has no overlay configs/{overlay}")
@@ -77,7 +81,7 @@ def _run(bundle: str, root: Path, backend: str, threads: int, volumes: int, over
     return {
         "bundle": bundle,
         "backend": backend,
-        "network": overlay or "default",
+        "variant": overlay or "default",
         "seconds_per_volume": float(np.median(seconds)),
         "peak_gib": result["peak_gib"],
         "volumes": volumes,
@@ -86,7 +90,7 @@ def _run(bundle: str, root: Path, backend: str, threads: int, volumes: int, over
 
 
 def _prepare(bundle: str, root: Path, volumes: int, onnx: bool, overlay: str | None = None) -> None:
-    """Random weights of the network (the default, or an overlay's), their ONNX export at the ROI if ``onnx``, and
+    """Random weights of the network (the default, or a variant's), their ONNX export at the ROI if ``onnx``, and
     the inputs."""
     import torch
     from monai.bundle import ConfigParser
@@ -100,7 +104,7 @@ def _prepare(bundle: str, root: Path, volumes: int, onnx: bool, overlay: str | N
         torch.save(parser.get_parsed_content("network_def").state_dict(), root / "models" / "model.pt")
     if onnx and not (root / "models" / "model.onnx").is_file():
         if overlay:
-            raise ValueError("the ONNX Runtime backend exports the bundle's default network only")
+            raise ValueError("the ONNX Runtime backend runs the bundle's default configuration only")
         shape = [1, 1, *parser.get_parsed_content("roi_size")]
         started = time.time()
         export_bundle_onnx(folder, root / "models" / "model.pt", root / "models" / "model.onnx", shape)
@@ -124,20 +128,21 @@ def benchmark_inference(
         backends: "pytorch" (the bundle's network) and/or "onnxruntime" (its onnx_export).
         threads: CPU threads of each run.
         volumes: inputs segmented per run (the first is a warm-up).
-        overlays: overlay configs of the bundles (e.g. "large.yaml") whose network is also measured, with PyTorch,
+        overlays: variants also measured, with PyTorch: overlay configs of the bundles (e.g. "large.yaml") or single
+            settings (e.g. "invert_labels=true"),
             in the same run as the default.
     """
     work = Path(work_dir or tempfile.mkdtemp(prefix="bench_inference_"))
     path = Path(output)
     report = json.loads(path.read_text()) if path.is_file() else {"runs": []}
-    done = {(r["bundle"], r["backend"], r.get("network", "default")) for r in report["runs"]}
+    done = {(r["bundle"], r["backend"], r.get("variant", "default")) for r in report["runs"]}
     units = [(backend, None) for backend in backends] + [("pytorch", overlay) for overlay in overlays]
     started = time.time()
     for bundle in bundles:
         for backend, overlay in units:
             if (bundle, backend, overlay or "default") in done:
                 continue
-            root = work / bundle / (overlay or "default")
+            root = work / bundle / (overlay or "default").replace("=", "_")
             _prepare(bundle, root, volumes, onnx=backend == "onnxruntime", overlay=overlay)
             result = _run(bundle, root, backend, threads, volumes, overlay)
             result["input"] = {"shape": TYPICAL_INPUTS[bundle][0], "spacing_mm": TYPICAL_INPUTS[bundle][1]}
@@ -145,7 +150,7 @@ def benchmark_inference(
                 result.update(json.loads((root / "export.json").read_text()))
             report["runs"].append(result)
             print(
-                f"  {bundle} {backend} {result['network']}: {result['seconds_per_volume']:.1f} s/volume, "
+                f"  {bundle} {backend} {result['variant']}: {result['seconds_per_volume']:.1f} s/volume, "
                 f"{result['peak_gib']:.2f} GiB",
                 flush=True,
             )
@@ -160,19 +165,19 @@ def benchmark_inference(
 
 def format_table(report: dict) -> str:
     lines = [
-        "| bundle | input (voxels at mm) | network | backend | s / volume | peak GiB | time / default network, "
-        "PyTorch | one-off export (min) |",
+        "| bundle | input (voxels at mm) | variant | backend | s / volume | peak GiB | time / default, PyTorch "
+        "| one-off export (min) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    by = {(r["bundle"], r["backend"], r.get("network", "default")): r for r in report["runs"]}
-    for (bundle, backend, network), r in by.items():
+    by = {(r["bundle"], r["backend"], r.get("variant", "default")): r for r in report["runs"]}
+    for (bundle, backend, variant), r in by.items():
         torch_run = by.get((bundle, "pytorch", "default"))
         ratio = f"{r['seconds_per_volume'] / torch_run['seconds_per_volume']:.2f}x" if torch_run else "-"
         shape, spacing = r["input"]["shape"], r["input"]["spacing_mm"]
         size = f"{'x'.join(map(str, shape))} at {'x'.join(f'{s:g}' for s in spacing)}"
         export = f"{r['onnx_export_seconds'] / 60:.1f}" if "onnx_export_seconds" in r else "-"
         lines.append(
-            f"| {bundle} | {size} | {network} | {backend} | {r['seconds_per_volume']:.1f} | {r['peak_gib']:.2f} "
+            f"| {bundle} | {size} | {variant} | {backend} | {r['seconds_per_volume']:.1f} | {r['peak_gib']:.2f} "
             f"| {ratio} | {export} |"
         )
     return "\n".join(lines)
