@@ -219,3 +219,22 @@ def test_a_longer_schedule_trains_on_all_cases_ahead_of_the_recipe_and_is_never_
     unit = work / f"released_model_epochs{longer}"
     assert torch.load(unit / "model.pt", weights_only=True)["w"].tolist() == [1.0, 1.0]
     assert json.loads((unit / "record.json").read_text())["recipe"]["epochs"] == longer
+
+
+def test_a_fold_model_is_released_from_the_recipes_schedule_units(tmp_path, monkeypatch):
+    """--model_from foldN installs that fold's kept model from the units of the recipe's own schedule length."""
+    import torch
+
+    from xlstm_monai.release import models
+
+    installed = []
+    monkeypatch.setattr(models, "shared_dataset", lambda name, data_dir: tmp_path / "data")
+    monkeypatch.setattr(models, "install", lambda file, bundle, name: installed.append(file) or file)
+    units = tmp_path / "work" / "cross_validation" / f"epochs{models._recipe()['epochs']}"
+    units.mkdir(parents=True)
+    torch.save({"model": {"w": torch.zeros(3)}}, units / "fold0_model.pt")
+    models.release_models(
+        steps=("install-model",), model_from="fold0", work_dir=str(tmp_path / "work"), output=str(tmp_path / "r.json")
+    )
+    assert installed == [units / "fold0_released.pt"]
+    assert torch.load(installed[0], weights_only=True)["w"].tolist() == [0.0, 0.0, 0.0]

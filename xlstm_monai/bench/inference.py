@@ -128,9 +128,8 @@ def benchmark_inference(
         backends: "pytorch" (the bundle's network) and/or "onnxruntime" (its onnx_export).
         threads: CPU threads of each run.
         volumes: inputs segmented per run (the first is a warm-up).
-        overlays: variants also measured, with PyTorch: overlay configs of the bundles (e.g. "large.yaml") or single
-            settings (e.g. "invert_labels=true"),
-            in the same run as the default.
+        overlays: variants also measured, with PyTorch, in the same run as the default: overlay configs of the
+            bundles (e.g. "large.yaml") or single settings (e.g. "invert_labels=true").
     """
     work = Path(work_dir or tempfile.mkdtemp(prefix="bench_inference_"))
     path = Path(output)

@@ -128,6 +128,11 @@ def _cross_validation_units(work: Path, epochs: int) -> Path:
     return work / "cross_validation" / f"epochs{epochs}"
 
 
+def _all_cases_unit(work: Path, epochs: int) -> Path:
+    """The cached model on all cases of one schedule length, trained ahead of the recipe or for it."""
+    return work / f"released_model_epochs{epochs}"
+
+
 def cross_validate(work: Path, source: Path, folds=HIPPOCAMPUS["folds"], epochs: int | None = None) -> list[dict]:
     """
     The shipped recipe on each fold, from the installed foundation checkpoint, scored on the held-out fold.
@@ -202,7 +207,7 @@ def train_final(work: Path, source: Path, epochs: int | None = None) -> Path:
     """
     recipe = _recipe()
     recipe["epochs"] = int(epochs or recipe["epochs"])
-    root = work / f"released_model_epochs{recipe['epochs']}"
+    root = _all_cases_unit(work, recipe["epochs"])
     weights = root / "model.pt"
     if weights.is_file():
         return weights
@@ -366,7 +371,7 @@ def release_models(
         weights = train_final(work, source, epochs)
     if "install-model" in steps:
         if model_from != "all":
-            weights = work / "cross_validation" / f"{model_from}_model.pt"
+            weights = _cross_validation_units(work, _recipe()["epochs"]) / f"{model_from}_model.pt"
             if not weights.is_file():
                 raise FileNotFoundError(f"{weights}: run the cross-validation of {model_from} first")
             state = torch.load(weights, map_location="cpu", weights_only=True)
@@ -375,7 +380,7 @@ def release_models(
         target = install(weights, "brain_hippocampus", "model.pt")
         if Path(output).is_file():
             record = json.loads(Path(output).read_text())
-            trained = work / f"released_model_epochs{_recipe()['epochs']}" / "record.json"
+            trained = _all_cases_unit(work, _recipe()["epochs"]) / "record.json"
             record["released_model"] = {
                 "version": _version("brain_hippocampus"),
                 "from": model_from,
