@@ -99,3 +99,59 @@ def test_the_label_efficiency_ablation_reaches_pretraining_and_both_arms(tmp_pat
     assert {o["pretrained_checkpoint"] != "" for o in finetuning} == {True, False}  # one arm from the export
     assert report["settings"]["network"]["token_mixer"] == "none"
     assert """--network '{"token_mixer":"none"}'""" in report["command"]
+
+
+def test_an_interrupted_unit_continues_from_its_last_epoch_and_counts_only_kept_training(tmp_path, monkeypatch):
+    """A unit with an epoch checkpoint resumes it (no lost hours); one stopped before any epoch starts again."""
+    from xlstm_monai.bench import hippocampus_runs
+
+    calls = []
+    monkeypatch.setattr(hippocampus_runs, "run_workflow", _fake_workflow(calls))
+    datalist = tmp_path / "fold0.json"
+    datalist.write_text(json.dumps({"training": [{"fold": f % 5} for f in range(10)]}))
+    root = tmp_path / "unit"
+    (root / "models").mkdir(parents=True)
+    (root / "models" / "last.pt").write_bytes(b"epoch 5")
+    result = hippocampus_runs.train_and_evaluate(root, tmp_path, datalist, 0, 8, 2, 0.01)
+    training = [c for c in calls if "evaluate.yaml" not in c[1]]
+    assert len(training) == 1 and training[0][2]["resume"] is True
+    assert result["train_minutes"] is None and result["sittings"] == 2  # the first sitting kept no record
+
+    # stopped before its first epoch ended: nothing to continue from, so the folder is cleared
+    root2 = tmp_path / "unit2"
+    (root2 / "eval").mkdir(parents=True)
+    (root2 / "eval" / "stale.csv").write_text("x")
+    hippocampus_runs.train_and_evaluate(root2, tmp_path, datalist, 0, 8, 2, 0.01)
+    assert not (root2 / "eval" / "stale.csv").exists()
+    assert json.loads((root2 / "result.json").read_text())["train_minutes"] >= 0
+
+
+def test_a_unit_trained_to_the_end_but_not_evaluated_is_only_evaluated(tmp_path, monkeypatch):
+    from xlstm_monai.bench import hippocampus_runs
+
+    calls = []
+    monkeypatch.setattr(hippocampus_runs, "run_workflow", _fake_workflow(calls))
+    datalist = tmp_path / "fold0.json"
+    datalist.write_text(json.dumps({"training": [{"fold": f % 5} for f in range(10)]}))
+    root = tmp_path / "unit"
+    (root / "models").mkdir(parents=True)
+    (root / "models" / "model.pt").write_bytes(b"final")
+    result = hippocampus_runs.train_and_evaluate(root, tmp_path, datalist, 0, 8, 2, 0.01)
+    assert [c[1] for c in calls] == [["train.yaml", "evaluate.yaml"]] and result["dice"] == pytest.approx(0.85)
+
+
+def test_sittings_count_each_to_its_last_checkpoint(tmp_path):
+    import os
+    import time
+
+    from xlstm_monai.bench.hippocampus_runs import start_sitting, training_minutes
+
+    (tmp_path / "models").mkdir()
+    start_sitting(tmp_path)
+    first = json.loads((tmp_path / "sittings.json").read_text())[0]["start"]
+    last = tmp_path / "models" / "last.pt"
+    last.write_bytes(b"x")
+    os.utime(last, (first + 600, first + 600))  # the first sitting's last checkpoint, 10 minutes in
+    start_sitting(tmp_path)  # the time after that checkpoint was lost to the interruption
+    minutes, sittings = training_minutes(tmp_path)
+    assert sittings == 2 and 10 <= minutes < 10 + (time.time() - first) / 60 + 1e-6

@@ -1,8 +1,9 @@
 """
 One cached unit of the hippocampus benchmarks: train brain_hippocampus through its own train.yaml for a fixed
 number of optimiser steps, evaluate the final weights with its evaluate.yaml on the fold's validation cases, and keep
-the figures (not the weights) in ``result.json``. A finished unit is read back; an interrupted one starts again.
-A unit that another process is running raises instead of being started again over it.
+the figures (not the weights) in ``result.json``. A finished unit is read back; an interrupted one continues from its
+last epoch (the bundle's resume), or starts again when it had not finished one. A unit that another process is
+running raises instead of being started again over it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from filelock import FileLock, Timeout
 
 from xlstm_monai.workflow import bundle_path, read_structure_metrics, run_workflow
 
-__all__ = ["evaluate_model", "train_and_evaluate", "unit_lock"]
+__all__ = ["evaluate_model", "start_sitting", "train_and_evaluate", "training_minutes", "unit_lock"]
 
 
 @contextmanager
@@ -39,6 +40,38 @@ def unit_lock(root: Path):
         yield
     finally:
         lock.release()
+
+
+def start_sitting(root: Path) -> None:
+    """
+    Mark the start of a sitting of a unit that may train in several. The sitting before it ends at the last
+    checkpoint it wrote (what a resumed run keeps), so the training lost to an interruption is not counted.
+    """
+    path, last = Path(root) / "sittings.json", Path(root) / "models" / "last.pt"
+    sittings = json.loads(path.read_text()) if path.is_file() else []
+    if not sittings and last.is_file():
+        sittings = [{"start": None, "end": None}]  # an earlier sitting that kept no record: its time is unknown
+    if sittings and "end" not in sittings[-1]:
+        ended = last.stat().st_mtime if last.is_file() else sittings[-1]["start"]
+        sittings[-1]["end"] = max(ended, sittings[-1]["start"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([*sittings, {"start": time.time()}]))
+
+
+def training_minutes(root: Path) -> tuple[float | None, int]:
+    """
+    Minutes of training over a unit's sittings, ending the current one now (None when a sitting kept no record),
+    and how many sittings there were.
+    """
+    path = Path(root) / "sittings.json"
+    if not path.is_file():  # trained before sittings were recorded
+        return None, 1
+    sittings = json.loads(path.read_text())
+    sittings[-1].setdefault("end", time.time())
+    path.write_text(json.dumps(sittings))
+    if any(s["start"] is None for s in sittings):
+        return None, len(sittings)
+    return sum(s["end"] - s["start"] for s in sittings) / 60, len(sittings)
 
 
 def _bundle_version() -> str:
@@ -122,8 +155,9 @@ def train_and_evaluate(
     with unit_lock(root):
         if result_file.is_file():  # finished by another process between the check and the lock
             return json.loads(result_file.read_text())
-        if root.exists():  # an interrupted run: start it again from scratch
-            shutil.rmtree(root)
+        trained = (root / "models" / "model.pt").is_file()  # validated at the last epoch: only evaluation is left
+        if root.exists() and not trained and not (root / "models" / "last.pt").is_file():
+            shutil.rmtree(root)  # interrupted before its first epoch ended: nothing to continue from
         labeled = sum(1 for c in json.loads(Path(datalist).read_text())["training"] if int(c["fold"]) != fold)
         batches = math.ceil(labeled / batch_size)
         epochs = math.ceil(iterations / batches)
@@ -132,24 +166,25 @@ def train_and_evaluate(
             "dataset_dir": str(source),
             "datalist": str(datalist),
             "fold": fold,
-            "resume": False,
+            "resume": True,
             "num_workers": 0,
             "seed": seed,
             "batch_size": batch_size,
             **(overrides or {}),
         }
-        began = time.time()
-        run_workflow(
-            "brain_hippocampus",
-            list(configs),
-            "train",
-            epochs=epochs,
-            val_interval=epochs,
-            learning_rate=learning_rate,
-            warmup_epochs=max(epochs // 10, 1),
-            **common,
-        )
-        minutes = (time.time() - began) / 60
+        if not trained:
+            start_sitting(root)
+            run_workflow(
+                "brain_hippocampus",
+                list(configs),
+                "train",
+                epochs=epochs,
+                val_interval=epochs,
+                learning_rate=learning_rate,
+                warmup_epochs=max(epochs // 10, 1),
+                **common,
+            )
+        minutes, sittings = training_minutes(root)
         result = {
             **(record or {}),
             "bundle_version": _bundle_version(),  # the defaults that the overrides were applied to
@@ -159,6 +194,7 @@ def train_and_evaluate(
             "labeled_cases": labeled,
             "iterations": epochs * batches,
             "train_minutes": minutes,
+            **({"sittings": sittings} if sittings > 1 else {}),
             **_evaluate(configs, common),
         }
         if keep_model is not None:

@@ -14,7 +14,7 @@ The released weights, made by one command from the real images under ``$XLSTM_MO
    one cross-validation fold's, whose held-out score is then known) ``brain_hippocampus/models/model.pt``, with its
    hash, and writes the cross-validated figures to the bundle's metadata.json.
 
-Every step is cached under ``work_dir`` (a finished unit is read back, an interrupted one starts again), so the
+Every step is cached under ``work_dir`` (a finished unit is read back, an interrupted training continues from its last epoch), so the
 command resumes where it stopped. The foundation pretraining sees the images of every fold (never a label): the
 cross-validation therefore measures the recipe with a checkpoint that has seen its validation images, and the model
 card says so.
@@ -32,7 +32,13 @@ import torch
 import yaml
 
 from xlstm_monai.bench.datasets import shared_dataset
-from xlstm_monai.bench.hippocampus_runs import evaluate_model, train_and_evaluate, unit_lock
+from xlstm_monai.bench.hippocampus_runs import (
+    evaluate_model,
+    start_sitting,
+    train_and_evaluate,
+    training_minutes,
+    unit_lock,
+)
 from xlstm_monai.data import build_datalist
 from xlstm_monai.data.datalist import scan_images
 from xlstm_monai.networks import FOUNDATION_CHECKPOINT
@@ -221,7 +227,7 @@ def train_final(work: Path, source: Path, epochs: int | None = None) -> Path:
         # training-set figure, recorded as such, and the released weights are the final ones either way
         datalist = {"training": cases, "validation": [c for c, f in zip(cases, folds["training"]) if f["fold"] == 0]}
         (root / "all_cases.json").write_text(json.dumps(datalist, indent=1))
-        began = time.time()
+        start_sitting(root)
         run_workflow(
             "brain_hippocampus",
             HIPPOCAMPUS["configs"],
@@ -235,8 +241,9 @@ def train_final(work: Path, source: Path, epochs: int | None = None) -> Path:
         )
         state = torch.load(root / "models" / "last.pt", map_location="cpu", weights_only=True)["model"]
         torch.save({k: v.contiguous() for k, v in state.items()}, weights)
+        minutes, sittings = training_minutes(root)
         (root / "record.json").write_text(
-            json.dumps({"cases": len(cases), "recipe": recipe, "minutes": (time.time() - began) / 60})
+            json.dumps({"cases": len(cases), "recipe": recipe, "minutes": minutes, "sittings": sittings})
         )
         return weights
 
