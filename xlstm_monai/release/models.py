@@ -14,10 +14,10 @@ The released weights, made by one command from the real images under ``$XLSTM_MO
    one cross-validation fold's, whose held-out score is then known) ``brain_hippocampus/models/model.pt``, with its
    hash, and writes the cross-validated figures to the bundle's metadata.json.
 
-Every step is cached under ``work_dir`` (a finished unit is read back, an interrupted training continues from its last epoch), so the
-command resumes where it stopped. The foundation pretraining sees the images of every fold (never a label): the
-cross-validation therefore measures the recipe with a checkpoint that has seen its validation images, and the model
-card says so.
+Every step is cached under ``work_dir`` (a finished unit is read back, an interrupted training continues from its
+last epoch), so the command resumes where it stopped. The foundation pretraining sees the images of every fold
+(never a label): the cross-validation therefore measures the recipe with a checkpoint that has seen its validation
+images, and the model card says so.
 """
 
 from __future__ import annotations
