@@ -155,3 +155,55 @@ def test_sittings_count_each_to_its_last_checkpoint(tmp_path):
     start_sitting(tmp_path)  # the time after that checkpoint was lost to the interruption
     minutes, sittings = training_minutes(tmp_path)
     assert sittings == 2 and 10 <= minutes < 10 + (time.time() - first) / 60 + 1e-6
+
+
+def test_the_pretraining_budget_axis_runs_each_budget_against_the_same_random_runs(tmp_path, monkeypatch):
+    from xlstm_monai.bench import hippocampus_runs
+    from xlstm_monai.bench import label_efficiency_hippocampus as bench
+
+    source = tmp_path / "msd"
+    (source / "imagesTr").mkdir(parents=True)
+    cases = [{"image": f"./imagesTr/hippocampus_{i:03d}.nii.gz", "label": f"./labelsTr/{i}.nii.gz"} for i in range(10)]
+    (source / "dataset.json").write_text(json.dumps({"training": cases, "labels": {"0": "background"}}))
+
+    def fake_datalist(src, path, **kwargs):
+        folds = [{"image": c["image"], "label": c["label"], "fold": i % 5} for i, c in enumerate(cases)]
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps({"training": folds}))
+        return {"training": folds}
+
+    calls = []
+    workflow = _fake_workflow(calls)
+
+    def pretrain_workflow(bundle, configs, workflow_type, **overrides):
+        workflow(bundle, configs, workflow_type, **overrides)
+        if "export.yaml" in configs:
+            (Path(overrides["bundle_root"]) / "models").mkdir(parents=True, exist_ok=True)
+            (Path(overrides["bundle_root"]) / "models" / "pretrained.pt").write_bytes(b"export")
+
+    monkeypatch.setattr(bench, "build_datalist", fake_datalist)
+    monkeypatch.setattr(bench, "run_workflow", pretrain_workflow)
+    monkeypatch.setattr(hippocampus_runs, "run_workflow", workflow)
+    output = tmp_path / "report.json"
+    report = bench.benchmark_label_efficiency_hippocampus(
+        data_dir=str(source),
+        fractions=(0.5,),
+        folds=(0,),
+        seeds=(0,),
+        pretrain_epochs=(2, 4),
+        recipe={"random": {"learning_rate": 0.01}, "pretrained": {"learning_rate": 0.03}},
+        work_dir=str(tmp_path / "work"),
+        output=str(output),
+    )
+    pretraining = [o["epochs"] for b, c, o in calls if b == "pretrain_ssl" and "export.yaml" not in c]
+    finetuning = [o["pretrained_checkpoint"] for b, c, o in calls if b == "brain_hippocampus" and c == ["train.yaml"]]
+    assert pretraining == [2, 4]
+    assert len(finetuning) == 3 and finetuning.count("") == 1  # one random run serves both budgets
+    assert len(set(finetuning)) == 3  # each budget fine-tunes from its own pretraining
+    pretrained = sorted((r for r in report["runs"] if r["arm"] == "pretrained"), key=lambda r: r["pretrain_epochs"])
+    assert [(r["pretrain_epochs"], r["pretrain_crops"]) for r in pretrained] == [(2, 16), (4, 32)]  # 8 images
+    assert [(row["pretrain_crops"], row["pairs"]) for row in report["scaling"]] == [(16, 1), (32, 1)]
+    assert output.with_suffix(".png").stat().st_size > 1000
+    table = bench.format_report(report)
+    assert "crops seen" in table and "| 50% | 8 | 2 | 16 |" in table and "| 50% | 8 | 4 | 32 |" in table
+    assert "--pretrain_epochs 2,4" in report["command"]

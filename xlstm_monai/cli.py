@@ -140,9 +140,10 @@ class Bench:
     ) -> None:
         """Pretrained vs random initialisation at few labels: `--task hippocampus` (real MSD Task04) or heart_phantoms.
 
-        hippocampus options: data_dir, fractions, folds, seeds, iterations, pretrain_epochs, learning_rates,
-        tune_fold, tune_fraction, recipe (JSON: each arm's learning rate chosen beforehand; skips the grid), network
-        (JSON: XLSTMUNet settings over the scale's, e.g. '{"token_mixer": "none"}' for the ablation), work_dir.
+        hippocampus options: data_dir, fractions, folds, seeds, iterations, pretrain_epochs (several, e.g. 8,16,32:
+        the pretraining budget axis), learning_rates, tune_fold, tune_fraction, recipe (JSON: each arm's learning rate
+        chosen beforehand; skips the grid), network (JSON: XLSTMUNet settings over the scale's, e.g.
+        '{"token_mixer": "none"}' for the ablation), work_dir.
         heart_phantoms options: num_cases, pretrain_epochs, finetune_iterations.
         """
         if task == "hippocampus":
@@ -151,7 +152,7 @@ class Bench:
             for name in ("fractions", "learning_rates", "pretrained_lr_scales"):
                 if name in options:
                     options[name] = tuple(_floats(options[name]))
-            for name in ("folds", "seeds"):
+            for name in ("folds", "seeds", "pretrain_epochs"):
                 if name in options:
                     options[name] = tuple(_ints(options[name]))
             for name in ("recipe", "network"):

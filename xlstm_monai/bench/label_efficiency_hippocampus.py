@@ -12,6 +12,8 @@ On an MSD Task04 folder (default: the 200 cases under $XLSTM_MONAI_DATA/msd_hipp
    validation cases (final weights: no checkpoint is picked on the validation fold).
 3. Learning rates are chosen the same way for both arms: the best of one grid per arm on a tuning fold that is
    not reported (its own pretraining, ``tune_fraction`` of the labels, seed 0).
+4. Pretraining budgets (``pretrain_epochs``, one or more): the pretrained arm runs once per budget, each budget with
+   a pretraining of its own, against the same random-initialisation runs; records carry the crops each saw.
 
 Every unit of work (a pretraining, a fine-tuning run) is cached under ``work_dir``, so an interrupted run resumes
 where it stopped. Writes JSON (``runs``: one record per fraction, arm, fold and seed) and prints the table.
@@ -27,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from xlstm_monai.bench.datasets import shared_dataset
-from xlstm_monai.bench.hippocampus_runs import train_and_evaluate, unit_lock
+from xlstm_monai.bench.hippocampus_runs import start_sitting, train_and_evaluate, training_minutes, unit_lock
 from xlstm_monai.bench.study import cache_key, check_tune_fold, command, mean_sd, paired_differences, write_report
 from xlstm_monai.data import build_datalist
 from xlstm_monai.data.layouts import scan_images
@@ -88,32 +90,41 @@ class _Study:
             )
         return path
 
-    def pretrained(self, fold: int) -> Path:
-        """The export of a pretraining on the images of every fold but ``fold`` (labels unused)."""
-        key = cache_key(self.scale["network"], self.pretrain_settings, self.extra_unlabeled)
-        root = self.work / f"pretrain_{key}" / f"fold{fold}"
-        export = root / "models" / "pretrained.pt"
-        if export.is_file():
-            return export
-        with unit_lock(root):
-            return export if export.is_file() else self._pretrain(fold, root, export)
+    def pretrain_settings_for(self, epochs: int | None = None) -> dict:
+        """The pretraining settings at a budget of ``epochs`` (default: the first budget)."""
+        return {**self.pretrain_settings, **({"epochs": int(epochs)} if epochs else {})}
 
-    def _pretrain(self, fold: int, root: Path, export: Path) -> Path:
-        """pretrain_ssl (train.yaml + brain_mri.yaml) in ``root``, then its export.yaml."""
+    def pretrain_images(self, fold: int) -> list[dict]:
+        """The unlabeled images of a fold's pretraining: every other fold's, and the extra folders'."""
         images = [
             {"image": str(self.source / c["image"]), "modality": "MRI"}
             for c in self.folds["training"]
             if int(c["fold"]) != fold
         ]
-        images += [
+        return images + [
             {"image": c["image"], "modality": c["modality"]}
             for spec in self.extra_unlabeled
             for c in scan_images(spec, "MRI")
         ]
+
+    def pretrained(self, fold: int, epochs: int | None = None) -> Path:
+        """The export of a pretraining on the images of every fold but ``fold`` (labels unused), at ``epochs``."""
+        settings = self.pretrain_settings_for(epochs)
+        key = cache_key(self.scale["network"], settings, self.extra_unlabeled)
+        root = self.work / f"pretrain_{key}" / f"fold{fold}"
+        export = root / "models" / "pretrained.pt"
+        if export.is_file():
+            return export
+        with unit_lock(root):
+            return export if export.is_file() else self._pretrain(fold, root, export, settings)
+
+    def _pretrain(self, fold: int, root: Path, export: Path, settings: dict) -> Path:
+        """pretrain_ssl (train.yaml + brain_mri.yaml) in ``root``, then its export.yaml."""
+        images = self.pretrain_images(fold)
         datalist = root / "images.json"
         datalist.parent.mkdir(parents=True, exist_ok=True)
         datalist.write_text(json.dumps({"training": images}, indent=1))
-        settings = dict(self.pretrain_settings)
+        settings = dict(settings)
         if self.scale["network"].get("token_mixer") == "none":
             # without token mixing the class token never sees the image: the same embedding for every volume is
             # what the ablation is, not a collapse, so the monitor's stop is put out of reach (it still logs)
@@ -127,15 +138,25 @@ class _Study:
             **settings,
         }
         tqdm.write(f"pretraining for fold {fold} on {len(images)} unlabeled images, {settings['epochs']} epochs")
+        start_sitting(root)
         run_workflow("pretrain_ssl", ["train.yaml", "brain_mri.yaml"], "train", **overrides)
+        minutes, sittings = training_minutes(root)
+        record = {"images": len(images), "epochs": settings["epochs"], "minutes": minutes, "sittings": sittings}
+        (root / "record.json").write_text(json.dumps(record))
         run_workflow("pretrain_ssl", ["train.yaml", "brain_mri.yaml", "export.yaml"], "train", **overrides)
         return export
 
-    def encoder_only(self, fold: int) -> Path:
+    def pretrain_minutes(self, fold: int, epochs: int | None = None) -> float | None:
+        """Training minutes of a cached pretraining (None when it kept no record)."""
+        key = cache_key(self.scale["network"], self.pretrain_settings_for(epochs), self.extra_unlabeled)
+        record = self.work / f"pretrain_{key}" / f"fold{fold}" / "record.json"
+        return json.loads(record.read_text()).get("minutes") if record.is_file() else None
+
+    def encoder_only(self, fold: int, epochs: int | None = None) -> Path:
         """The same export without its decoder: what fine-tuning gains from pretraining the encoder alone."""
         import torch
 
-        export = self.pretrained(fold)
+        export = self.pretrained(fold, epochs)
         path = export.with_name("encoder_only.pt")
         if not path.is_file():
             saved = torch.load(export, map_location="cpu", weights_only=True)
@@ -145,28 +166,37 @@ class _Study:
         return path
 
     def finetune(
-        self, fraction: float, arm: str, fold: int, seed: int, learning_rate: float, lr_scale: float = 1.0
+        self,
+        fraction: float,
+        arm: str,
+        fold: int,
+        seed: int,
+        learning_rate: float,
+        lr_scale: float = 1.0,
+        pretrain_epochs: int | None = None,
     ) -> dict:
         """One fine-tuning run and its evaluation, cached; ``lr_scale``: the pretrained weights' learning rate over
-        ``learning_rate`` (discriminative fine-tuning; 1 for random initialisation)."""
+        ``learning_rate`` (discriminative fine-tuning; 1 for random initialisation); ``pretrain_epochs``: the
+        budget of the pretraining it starts from (default the first)."""
+        pretraining = self.pretrain_settings_for(pretrain_epochs) if arm != "random" else None
         key = cache_key(
             self.scale["network"],
             self.scale["batch_size"],
             self.iterations,
-            self.pretrain_settings if arm != "random" else None,
+            pretraining,
             self.extra_unlabeled,
         )
         scaled = f"_scale{lr_scale:g}" if lr_scale != 1.0 else ""
         name = f"labels{fraction:g}_{arm}_fold{fold}_seed{seed}_lr{learning_rate:g}{scaled}"
         root = self.work / f"finetune_{key}" / name
         starts = {"pretrained": self.pretrained, "encoder_only": self.encoder_only}
-        pretrained = str(starts[arm](fold)) if arm in starts else ""
+        pretrained = str(starts[arm](fold, pretrain_epochs)) if arm in starts else ""
         overrides = {
             **_prefixed("network_def", self.scale["network"]),
             "pretrained_checkpoint": pretrained,
             "pretrained_lr_scale": lr_scale,
         }
-        return train_and_evaluate(
+        result = train_and_evaluate(
             root,
             self.source,
             self.datalist(fraction, fold),
@@ -178,6 +208,11 @@ class _Study:
             overrides,
             record={"label_fraction": fraction, "arm": arm, "pretrained_lr_scale": lr_scale},
         )
+        if pretraining is None:
+            return result
+        # the budget is a figure of the record, also for units cached before it was recorded
+        crops = len(self.pretrain_images(fold)) * pretraining["epochs"]
+        return {**result, "pretrain_epochs": pretraining["epochs"], "pretrain_crops": crops}
 
 
 def benchmark_label_efficiency_hippocampus(
@@ -187,7 +222,7 @@ def benchmark_label_efficiency_hippocampus(
     seeds: tuple[int, ...] = (0, 1),
     scale: str = "cpu",
     iterations: int | None = None,
-    pretrain_epochs: int | None = None,
+    pretrain_epochs: int | tuple[int, ...] | None = None,
     learning_rates: tuple[float, ...] | None = None,
     pretrained_lr_scales: tuple[float, ...] | None = None,
     tune_fold: int = 4,
@@ -206,7 +241,8 @@ def benchmark_label_efficiency_hippocampus(
         seeds: fine-tuning seeds (initialisation of what is not pretrained, augmentation, batch order).
         scale: "cpu" (small network, minutes per run) or "full" (bundle defaults, a GPU).
         iterations: optimiser steps of every fine-tuning run; default the scale's.
-        pretrain_epochs: epochs of each pretraining; default the scale's.
+        pretrain_epochs: epochs of each pretraining; default the scale's. Several (e.g. ``(8, 16, 32)``): the
+            pretraining budget axis, the pretrained arm once per budget against the same random runs.
         learning_rates: the grid each arm's learning rate is chosen from on ``tune_fold``.
         pretrained_lr_scales: the grid of the pretrained weights' share of the learning rate (pretrained arm).
         tune_fold: the fold the learning rates are chosen on; it is never reported.
@@ -225,20 +261,32 @@ def benchmark_label_efficiency_hippocampus(
     if not (source / "dataset.json").is_file():
         raise FileNotFoundError(f"no MSD dataset.json in {source}")
     work = Path(work_dir)
-    pretrain = {**settings["pretrain"], **({"epochs": int(pretrain_epochs)} if pretrain_epochs else {})}
+    budgets = tuple(int(e) for e in np.atleast_1d(pretrain_epochs or settings["pretrain"]["epochs"]))
+    pretrain = {**settings["pretrain"], "epochs": budgets[0]}
     study = _Study(
         source, work, settings, int(iterations or settings["iterations"]), pretrain, list(extra_unlabeled or [])
     )
     grid = tuple(float(lr) for lr in (learning_rates or settings["learning_rates"]))
     started = time.time()
 
-    main = [(f, arm, fold, seed) for f in fractions for fold in folds for seed in seeds for arm in ARMS]
+    # the first budget for every fraction, fold and seed before the next budget: a session that stops early leaves
+    # complete comparisons, and the random runs (one per fraction, fold and seed) come with the first
+    main = [
+        (f, arm, fold, seed, budget)
+        for budget in budgets
+        for f in fractions
+        for fold in folds
+        for seed in seeds
+        for arm in (ARMS if budget == budgets[0] else ("pretrained",))
+    ]
     scales = tuple(float(v) for v in (pretrained_lr_scales or settings["pretrained_lr_scales"]))
     total = (0 if recipe else len(grid) * (1 + len(scales)) + 1) + len(main)
     with tqdm(total=total, desc="label efficiency", unit="run") as progress:
 
-        def run(fraction: float, arm: str, fold: int, seed: int, lr: float, scale: float = 1.0) -> dict:
-            result = study.finetune(fraction, arm, fold, seed, lr, scale)
+        def run(
+            fraction: float, arm: str, fold: int, seed: int, lr: float, scale: float = 1.0, budget: int | None = None
+        ) -> dict:
+            result = study.finetune(fraction, arm, fold, seed, lr, scale, budget)
             progress.set_postfix_str(f"{fraction:.0%} {arm} fold {fold} seed {seed}: Dice {result['dice']:.3f}")
             progress.update()
             return result
@@ -267,7 +315,10 @@ def benchmark_label_efficiency_hippocampus(
             levers = [
                 run(tune_fraction, "encoder_only", tune_fold, 0, best["learning_rate"], best["pretrained_lr_scale"])
             ]
-        runs = [run(f, arm, fold, seed, *chosen[arm].values()) for f, arm, fold, seed in main]
+        runs = [
+            run(f, arm, fold, seed, *chosen[arm].values(), budget=budget if arm != "random" else None)
+            for f, arm, fold, seed, budget in main
+        ]
 
     report = {
         "task": "hippocampus",
@@ -279,7 +330,7 @@ def benchmark_label_efficiency_hippocampus(
             folds=folds,
             seeds=seeds,
             iterations=study.iterations,
-            pretrain_epochs=pretrain["epochs"],
+            pretrain_epochs=budgets if len(budgets) > 1 else budgets[0],
             learning_rates=grid,
             pretrained_lr_scales=scales,
             tune_fold=tune_fold,
@@ -290,7 +341,7 @@ def benchmark_label_efficiency_hippocampus(
         ),
         "data": str(source),
         "scale": scale,
-        "settings": {**settings, "iterations": study.iterations, "pretrain": pretrain},
+        "settings": {**settings, "iterations": study.iterations, "pretrain": pretrain, "pretrain_budgets": budgets},
         "learning_rate_choice": {
             "fold": tune_fold,
             "label_fraction": tune_fraction,
@@ -304,50 +355,134 @@ def benchmark_label_efficiency_hippocampus(
         "wall_minutes": (time.time() - started) / 60,
         "runs": runs,
     }
+    if len(budgets) > 1:
+        pretraining = {b: [study.pretrain_minutes(fold, b) for fold in folds] for b in budgets}
+        report["scaling"] = scaling_table(runs, report, pretraining)
+        plot_scaling(report["scaling"], Path(output).with_suffix(".png"))
     return write_report(report, output, format_report(report))
 
 
-def _paired_gains(runs: list[dict], fraction: float) -> dict[tuple[int, int], float]:
-    arm = {
-        name: {(r["fold"], r["seed"]): r["dice"] for r in runs if r["label_fraction"] == fraction and r["arm"] == name}
-        for name in ARMS
+def scaling_table(runs: list[dict], report: dict, pretrain_minutes: dict[int, list]) -> list[dict]:
+    """The gain per label fraction and pretraining budget, with the crops seen and the CPU hours of the budget's
+    pretrained arm (its pretrainings and fine-tuning runs; unknown minutes left out and counted)."""
+    rows = []
+    for fraction in sorted({r["label_fraction"] for r in runs}):
+        for budget, minutes in sorted(pretrain_minutes.items()):
+            gains = list(_paired_gains(runs, fraction, budget, report).values())
+            mine = [r for r in runs if r["label_fraction"] == fraction and _budget(r, report) == budget]
+            if not gains:
+                continue
+            finetune = [r.get("train_minutes") for r in mine]
+            known = [m for m in [*minutes, *finetune] if m is not None]
+            rows.append(
+                {
+                    "label_fraction": fraction,
+                    "pretrain_epochs": budget,
+                    "pretrain_crops": mine[0].get("pretrain_crops"),
+                    "gain_points": float(np.mean(gains)),
+                    "gain_sd": float(np.std(gains, ddof=1)) if len(gains) > 1 else 0.0,
+                    "pairs": len(gains),
+                    "pairs_with_a_gain": int(sum(g > 0 for g in gains)),
+                    "cpu_hours": sum(known) / 60,
+                    "minutes_unknown": len(minutes) + len(finetune) - len(known),
+                }
+            )
+    return rows
+
+
+def plot_scaling(rows: list[dict], path: Path) -> Path:
+    """Gain (points, mean +- sd over the pairs) against crops seen in pretraining, one line per label fraction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5, 3.5))
+    for fraction in sorted({r["label_fraction"] for r in rows}):
+        mine = sorted((r for r in rows if r["label_fraction"] == fraction), key=lambda r: r["pretrain_crops"] or 0)
+        x = [r["pretrain_crops"] for r in mine]
+        axes.errorbar(
+            x,
+            [r["gain_points"] for r in mine],
+            [r["gain_sd"] for r in mine],
+            marker="o",
+            capsize=3,
+            label=f"{fraction:.0%} labels",
+        )
+    axes.axhline(0.0, color="grey", linewidth=0.8)
+    axes.set_xscale("log", base=2)
+    axes.set_xlabel("crops seen in pretraining")
+    axes.set_ylabel("pretrained - random (Dice points)")
+    axes.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def _budget(run: dict, report: dict) -> int | None:
+    """The pretraining epochs a run started from (records before the budget axis: the report's one budget)."""
+    if run["arm"] == "random":
+        return None
+    return run.get("pretrain_epochs", report.get("settings", {}).get("pretrain", {}).get("epochs"))
+
+
+def _paired_gains(runs: list[dict], fraction: float, budget: int | None, report: dict) -> dict[tuple[int, int], float]:
+    """Pretrained minus random, in points, per (fold, seed) at ``fraction`` and the pretraining ``budget``."""
+    mine = [r for r in runs if r["label_fraction"] == fraction]
+    pretrained = {
+        (r["fold"], r["seed"]): r["dice"] for r in mine if r["arm"] == "pretrained" and _budget(r, report) == budget
     }
-    return paired_differences(arm["pretrained"], arm["random"])
+    random = {(r["fold"], r["seed"]): r["dice"] for r in mine if r["arm"] == "random"}
+    return paired_differences(pretrained, random)
 
 
 def format_report(report: dict) -> str:
-    """Per-fold Dice of each arm (mean over seeds), mean +- sd per arm, and the paired gain with its sd."""
+    """Per-fold Dice of each arm (mean over seeds), mean +- sd per arm, and the paired gain with its sd; one row per
+    label fraction and pretraining budget (the budget columns only when there are several)."""
     runs = report["runs"]
     folds = sorted({r["fold"] for r in runs})
+    budgets = sorted({b for r in runs if (b := _budget(r, report)) is not None})
+    several = len(budgets) > 1
     fold_cols = " | ".join(f"fold {f} random / pretrained" for f in folds)
     lines = [
-        f"| labels | cases | {fold_cols} | random mean +- sd | pretrained mean +- sd | gain (points) mean +- sd "
-        "| folds with a gain |",
-        "|" + "---|" * (len(folds) + 6),
+        f"| labels | cases | {'pretraining epochs | crops seen | ' if several else ''}{fold_cols} | random mean +- sd "
+        "| pretrained mean +- sd | gain (points) mean +- sd | folds with a gain |",
+        "|" + "---|" * (len(folds) + 6 + 2 * several),
     ]
     for fraction in sorted({r["label_fraction"] for r in runs}):
-        mine = [r for r in runs if r["label_fraction"] == fraction]
-        arm = {a: [r["dice"] for r in mine if r["arm"] == a] for a in ARMS}
-        measured = sorted({r["fold"] for r in mine})
-        per_fold = []
-        for f in folds:
-            if f not in measured:
-                per_fold.append("-")
-                continue
-            means = [
-                np.mean([r["dice"] for r in mine if r["arm"] == a and r["fold"] == f] or [np.nan])
-                for a in ("random", "pretrained")
+        for budget in budgets:
+            mine = [
+                r
+                for r in runs
+                if r["label_fraction"] == fraction and (r["arm"] == "random" or _budget(r, report) == budget)
             ]
-            per_fold.append(f"{means[0]:.3f} / {means[1]:.3f}")
-        gains = _paired_gains(runs, fraction)
-        values = list(gains.values())
-        fold_gain = [np.mean([g for (f, _), g in gains.items() if f == fold]) for fold in measured]
-        cases = mine[0]["labeled_cases"]
-        lines.append(
-            f"| {fraction:.0%} | {cases} | {' | '.join(per_fold)} | {mean_sd(arm['random'])} | "
-            f"{mean_sd(arm['pretrained'])} | {mean_sd(values, digits=1, signed=True)} | "
-            f"{sum(g > 0 for g in fold_gain)}/{len(measured)} |"
-        )
+            arm = {a: [r["dice"] for r in mine if r["arm"] == a] for a in ARMS}
+            if not arm["pretrained"]:
+                continue
+            measured = sorted({r["fold"] for r in mine if r["arm"] == "pretrained"})
+            per_fold = []
+            for f in folds:
+                if f not in measured:
+                    per_fold.append("-")
+                    continue
+                means = [
+                    np.mean([r["dice"] for r in mine if r["arm"] == a and r["fold"] == f] or [np.nan])
+                    for a in ("random", "pretrained")
+                ]
+                per_fold.append(f"{means[0]:.3f} / {means[1]:.3f}")
+            gains = _paired_gains(runs, fraction, budget, report)
+            values = list(gains.values())
+            fold_gain = [np.mean([g for (f, _), g in gains.items() if f == fold]) for fold in measured]
+            cases = mine[0]["labeled_cases"]
+            crops = next((r.get("pretrain_crops") for r in mine if r["arm"] == "pretrained"), None)
+            budget_cols = f"{budget} | {crops if crops is not None else '-'} | " if several else ""
+            lines.append(
+                f"| {fraction:.0%} | {cases} | {budget_cols}{' | '.join(per_fold)} | {mean_sd(arm['random'])} | "
+                f"{mean_sd(arm['pretrained'])} | {mean_sd(values, digits=1, signed=True)} | "
+                f"{sum(g > 0 for g in fold_gain)}/{len(measured)} |"
+            )
     choice = report.get("learning_rate_choice", {})
     for lever in report.get("levers", []):
         scale = lever.get("pretrained_lr_scale", 1.0)
