@@ -268,7 +268,7 @@ def pretrained_start(pretrained_checkpoint: str = "", pretrained_encoder: str = 
     """
     if pretrained_encoder:
         warnings.warn(
-            "pretrained_encoder is deprecated since bundle 0.3.0 and will be removed in 0.4.0: the export also holds "
+            "pretrained_encoder is deprecated since bundle 0.3.0 and will be removed in 0.5.0: the export also holds "
             "the U-Net decoder, so the setting is now called pretrained_checkpoint",
             FutureWarning,
             stacklevel=2,
