@@ -148,9 +148,7 @@ def test_cross_validation_record_adds_folds_of_the_same_recipe_and_drops_others(
 
 
 def test_another_schedule_never_writes_over_the_released_recipes_record(tmp_path):
-    from xlstm_monai.release.models import release_models
-
-    from xlstm_monai.release.models import _recipe
+    from xlstm_monai.release.models import _recipe, release_models
 
     with pytest.raises(ValueError, match="its own --output"):
         release_models(steps=("cross-validate",), epochs=_recipe()["epochs"] * 2, work_dir=str(tmp_path))
