@@ -54,7 +54,9 @@ def test_a_unit_run_by_another_process_raises_and_keeps_its_files(tmp_path, monk
     assert result["dice"] == pytest.approx(0.85) and len(calls) == 2
 
 
-def test_the_label_efficiency_ablation_reaches_pretraining_and_both_arms(tmp_path, monkeypatch):
+def _fake_label_efficiency(tmp_path, monkeypatch):
+    """An MSD folder of 10 cases in 5 folds, and workflows that only record their calls (pretraining writes an
+    export): the label-efficiency benchmark runs end to end in seconds. Returns the folder and the calls."""
     from xlstm_monai.bench import hippocampus_runs
     from xlstm_monai.bench import label_efficiency_hippocampus as bench
 
@@ -81,6 +83,13 @@ def test_the_label_efficiency_ablation_reaches_pretraining_and_both_arms(tmp_pat
     monkeypatch.setattr(bench, "build_datalist", fake_datalist)
     monkeypatch.setattr(bench, "run_workflow", pretrain_workflow)
     monkeypatch.setattr(hippocampus_runs, "run_workflow", workflow)
+    return source, calls
+
+
+def test_the_label_efficiency_ablation_reaches_pretraining_and_both_arms(tmp_path, monkeypatch):
+    from xlstm_monai.bench import label_efficiency_hippocampus as bench
+
+    source, calls = _fake_label_efficiency(tmp_path, monkeypatch)
     report = bench.benchmark_label_efficiency_hippocampus(
         data_dir=str(source),
         fractions=(0.5,),
@@ -158,32 +167,9 @@ def test_sittings_count_each_to_its_last_checkpoint(tmp_path):
 
 
 def test_the_pretraining_budget_axis_runs_each_budget_against_the_same_random_runs(tmp_path, monkeypatch):
-    from xlstm_monai.bench import hippocampus_runs
     from xlstm_monai.bench import label_efficiency_hippocampus as bench
 
-    source = tmp_path / "msd"
-    (source / "imagesTr").mkdir(parents=True)
-    cases = [{"image": f"./imagesTr/hippocampus_{i:03d}.nii.gz", "label": f"./labelsTr/{i}.nii.gz"} for i in range(10)]
-    (source / "dataset.json").write_text(json.dumps({"training": cases, "labels": {"0": "background"}}))
-
-    def fake_datalist(src, path, **kwargs):
-        folds = [{"image": c["image"], "label": c["label"], "fold": i % 5} for i, c in enumerate(cases)]
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps({"training": folds}))
-        return {"training": folds}
-
-    calls = []
-    workflow = _fake_workflow(calls)
-
-    def pretrain_workflow(bundle, configs, workflow_type, **overrides):
-        workflow(bundle, configs, workflow_type, **overrides)
-        if "export.yaml" in configs:
-            (Path(overrides["bundle_root"]) / "models").mkdir(parents=True, exist_ok=True)
-            (Path(overrides["bundle_root"]) / "models" / "pretrained.pt").write_bytes(b"export")
-
-    monkeypatch.setattr(bench, "build_datalist", fake_datalist)
-    monkeypatch.setattr(bench, "run_workflow", pretrain_workflow)
-    monkeypatch.setattr(hippocampus_runs, "run_workflow", workflow)
+    source, calls = _fake_label_efficiency(tmp_path, monkeypatch)
     output = tmp_path / "report.json"
     report = bench.benchmark_label_efficiency_hippocampus(
         data_dir=str(source),
