@@ -10,6 +10,7 @@ from torch import nn
 from xlstm_monai.networks import XLSTMEncoder, XLSTMUNet
 
 from .heads import ProjectionHead, ReconstructionHead
+from .sparse import StageMaskTokens, sparse_convolutions
 
 __all__ = ["StudentTeacher", "patchify", "random_token_mask", "token_mask_to_voxels"]
 
@@ -57,6 +58,9 @@ class StudentTeacher(nn.Module):
     :class:`XLSTMEncoder`) or, given an :class:`XLSTMUNet`, the U-Net's whole convolutional decoder: the masked
     patches are then blanked in the image as well (the decoder's convolutional path must not see them) and
     restored through the U-shape, so fine-tuning starts with a pretrained decoder as well as a pretrained encoder.
+    With ``sparse_restoration``, the decoder's convolutional path computes at visible voxels only (sparse-convolution
+    emulation, :func:`sparse_convolutions`) and its masked positions get a learned mask token per stage, as the
+    encoder's masked tokens do; the tokens serve pretraining only and are not exported.
 
     Args:
         encoder: the student :class:`XLSTMEncoder`, or an :class:`XLSTMUNet` with as many output channels as
@@ -65,6 +69,8 @@ class StudentTeacher(nn.Module):
         patch_out_dim: prototypes of the patch-token head. Defaults to 4096.
         hidden_dim: MLP width of the heads. Defaults to 1024.
         bottleneck_dim: bottleneck of the heads. Defaults to 256.
+        sparse_restoration: sparse convolutions and stage mask tokens in the U-Net's convolutional path (a U-Net
+            only). Defaults to False, the dense path on the blanked image.
     """
 
     def __init__(
@@ -74,9 +80,12 @@ class StudentTeacher(nn.Module):
         patch_out_dim: int = 4096,
         hidden_dim: int = 1024,
         bottleneck_dim: int = 256,
+        sparse_restoration: bool = False,
     ) -> None:
         super().__init__()
         decoder: nn.Module | None = None
+        if sparse_restoration and not isinstance(encoder, XLSTMUNet):
+            raise ValueError("sparse_restoration needs an XLSTMUNet: an encoder alone has no convolutional path.")
         if isinstance(encoder, XLSTMUNet):
             decoder = encoder.decoder
             if decoder.out.conv.conv.out_channels != encoder.in_channels:
@@ -96,6 +105,12 @@ class StudentTeacher(nn.Module):
                 "decoder": decoder,
             }
         )
+        if sparse_restoration:
+            channels = [
+                [m for m in stage.modules() if isinstance(m, nn.Conv3d | nn.Conv2d)][-1].out_channels
+                for stage in decoder.conv_path
+            ]
+            self.student["stage_mask_tokens"] = StageMaskTokens(channels)
         self.teacher = nn.ModuleDict({name: copy.deepcopy(self.student[name]) for name in _TEACHER_PARTS})
         for param in self.teacher.parameters():
             param.requires_grad_(False)
@@ -138,7 +153,7 @@ class StudentTeacher(nn.Module):
             student_cls.append(self.student["encoder"](local_views).cls_tokens[:, 0])
         masked_tokens = student.tokens[masks]  # (M, D)
         if self.restores_voxels:
-            restored = self.student["decoder"](student_input, student)  # (V*B, C, *global)
+            restored = self._restore(student_input, student, masks)  # (V*B, C, *global)
             reconstruction = patchify(restored, self.patch_size)[masks]
         else:
             reconstruction = self.student["decoder"](masked_tokens)
@@ -152,6 +167,16 @@ class StudentTeacher(nn.Module):
             "masks": masks,
             "patch_size": self.patch_size,
         }
+
+    def _restore(self, image: torch.Tensor, encoded, masks: torch.Tensor) -> torch.Tensor:
+        """The U-Net decoder on the blanked image, its convolutional path sparse when ``sparse_restoration``."""
+        decoder = self.student["decoder"]
+        if "stage_mask_tokens" not in self.student:
+            return decoder(image, encoded)
+        grid = self.student["encoder"].grid_size(image.shape[2:])
+        visible = ~token_mask_to_voxels(masks, grid, self.patch_size)
+        with sparse_convolutions(decoder.conv_path, visible, self.student["stage_mask_tokens"]):
+            return decoder(image, encoded)
 
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
