@@ -193,3 +193,30 @@ def test_the_pretraining_budget_axis_runs_each_budget_against_the_same_random_ru
     table = bench.format_report(report)
     assert "crops seen" in table and "| 50% | 8 | 2 | 16 |" in table and "| 50% | 8 | 4 | 32 |" in table
     assert "--pretrain_epochs 2,4" in report["command"]
+
+
+def test_a_pretraining_lever_gets_its_own_pretraining_and_reuses_the_random_runs(tmp_path, monkeypatch):
+    from xlstm_monai.bench import label_efficiency_hippocampus as bench
+
+    source, calls = _fake_label_efficiency(tmp_path, monkeypatch)
+    common = {
+        "data_dir": str(source),
+        "fractions": (0.5,),
+        "folds": (0,),
+        "seeds": (0,),
+        "recipe": {"random": {"learning_rate": 0.01}, "pretrained": {"learning_rate": 0.03}},
+        "work_dir": str(tmp_path / "work"),
+        "output": str(tmp_path / "report.json"),
+    }
+    bench.benchmark_label_efficiency_hippocampus(**common)
+    lever = {"sparse_restoration": True, "mask_ratio": 0.75}
+    report = bench.benchmark_label_efficiency_hippocampus(**common, pretraining=lever)
+    pretraining = [o for b, c, o in calls if b == "pretrain_ssl" and "export.yaml" not in c]
+    finetuning = [o["pretrained_checkpoint"] for b, c, o in calls if b == "brain_hippocampus" and c == ["train.yaml"]]
+    assert [o.get("sparse_restoration") for o in pretraining] == [None, True]
+    assert pretraining[1]["mask_ratio"] == 0.75 and pretraining[1]["epochs"] == pretraining[0]["epochs"]
+    assert len(finetuning) == 3 and finetuning.count("") == 1  # the random run of the first call is read back
+    assert report["settings"]["pretrain"]["sparse_restoration"] is True
+    assert '--pretraining \'{"sparse_restoration":true,"mask_ratio":0.75}\'' in report["command"]
+    with pytest.raises(ValueError, match="budget is pretrain_epochs"):
+        bench.benchmark_label_efficiency_hippocampus(**common, pretraining={"epochs": 3})

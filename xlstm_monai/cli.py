@@ -143,7 +143,8 @@ class Bench:
         hippocampus options: data_dir, fractions, folds, seeds, iterations, pretrain_epochs (several, e.g. 8,16,32:
         the pretraining budget axis), learning_rates, tune_fold, tune_fraction, recipe (JSON: each arm's learning rate
         chosen beforehand; skips the grid), network (JSON: XLSTMUNet settings over the scale's, e.g.
-        '{"token_mixer": "none"}' for the ablation), work_dir.
+        '{"token_mixer": "none"}' for the ablation), pretraining (JSON: pretrain_ssl settings over the scale's, a lever
+        against the same random runs, e.g. '{"sparse_restoration": true, "mask_ratio": 0.75}'), work_dir.
         heart_phantoms options: num_cases, pretrain_epochs, finetune_iterations.
         """
         if task == "hippocampus":
@@ -155,7 +156,7 @@ class Bench:
             for name in ("folds", "seeds", "pretrain_epochs"):
                 if name in options:
                     options[name] = tuple(_ints(options[name]))
-            for name in ("recipe", "network"):
+            for name in ("recipe", "network", "pretraining"):
                 if isinstance(options.get(name), str):
                     options[name] = json.loads(options[name])
             benchmark_label_efficiency_hippocampus(

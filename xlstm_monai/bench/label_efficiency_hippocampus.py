@@ -229,6 +229,7 @@ def benchmark_label_efficiency_hippocampus(
     tune_fraction: float = 0.1,
     recipe: dict | None = None,
     network: dict | None = None,
+    pretraining: dict | None = None,
     extra_unlabeled: list[str] | None = None,
     work_dir: str = "runs/label_efficiency_hippocampus",
     output: str = "runs/label_efficiency_hippocampus.json",
@@ -252,6 +253,8 @@ def benchmark_label_efficiency_hippocampus(
             skips the grid (and the lever runs on the tuning fold), which saves that fold's pretraining.
         network: XLSTMUNet settings over the scale's, for pretraining and both arms alike, e.g.
             ``{"token_mixer": "none"}``: does pretraining pay as much without the mLSTM blocks?
+        pretraining: pretrain_ssl settings over the scale's, a pretraining lever judged against the same random runs
+            (their cache does not depend on it), e.g. ``{"sparse_restoration": true, "mask_ratio": 0.75}``.
         extra_unlabeled: further folders of unlabeled T1 MRI for pretraining (e.g. ../shared/data/ixi_t1/images).
         work_dir: cache of every unit; a second call with the same settings resumes.
     """
@@ -261,8 +264,10 @@ def benchmark_label_efficiency_hippocampus(
     if not (source / "dataset.json").is_file():
         raise FileNotFoundError(f"no MSD dataset.json in {source}")
     work = Path(work_dir)
+    if "epochs" in (pretraining or {}):
+        raise ValueError("the pretraining budget is pretrain_epochs, not pretraining's epochs.")
     budgets = tuple(int(e) for e in np.atleast_1d(pretrain_epochs or settings["pretrain"]["epochs"]))
-    pretrain = {**settings["pretrain"], "epochs": budgets[0]}
+    pretrain = {**settings["pretrain"], **(pretraining or {}), "epochs": budgets[0]}
     study = _Study(
         source, work, settings, int(iterations or settings["iterations"]), pretrain, list(extra_unlabeled or [])
     )
@@ -337,6 +342,7 @@ def benchmark_label_efficiency_hippocampus(
             tune_fraction=tune_fraction,
             recipe=recipe or None,
             network=network or None,
+            pretraining=pretraining or None,
             extra_unlabeled=extra_unlabeled,
         ),
         "data": str(source),
