@@ -177,6 +177,39 @@ class Bench:
         else:
             raise SystemExit(f"unknown task {task!r}: choose hippocampus or heart_phantoms")
 
+    def probe(
+        self,
+        data_dir: str | None = None,
+        folds=None,
+        seeds=None,
+        scale: str = "cpu",
+        network=None,
+        pretraining=None,
+        pretrain_epochs: int | None = None,
+        extra_unlabeled=None,
+        released: bool = False,
+        work_dir: str = "runs/label_efficiency_hippocampus",
+        output: str = "runs/probe_hippocampus.json",
+    ) -> None:
+        """A linear probe on the frozen encoders of `bench label-efficiency --task hippocampus` (same options, same
+        work_dir: its cached pretrainings) against random ones: is a case's hippocampus larger than the median?
+        --released also probes the shipped foundation checkpoint."""
+        from xlstm_monai.bench.probe_hippocampus import benchmark_probe_hippocampus
+
+        benchmark_probe_hippocampus(
+            data_dir=data_dir,
+            folds=tuple(_ints(folds)) if folds is not None else (0, 1, 2),
+            seeds=tuple(_ints(seeds)) if seeds is not None else (0, 1, 2),
+            scale=scale,
+            network=json.loads(network) if isinstance(network, str) else network,
+            pretraining=json.loads(pretraining) if isinstance(pretraining, str) else pretraining,
+            pretrain_epochs=pretrain_epochs,
+            extra_unlabeled=_strs(extra_unlabeled),
+            released=released,
+            work_dir=work_dir,
+            output=output,
+        )
+
     def hippocampus(
         self,
         data_dir: str | None = None,

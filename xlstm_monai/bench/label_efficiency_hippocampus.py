@@ -36,7 +36,7 @@ from xlstm_monai.data.layouts import scan_images
 from xlstm_monai.presets import HIPPOCAMPUS_CPU
 from xlstm_monai.workflow import run_workflow
 
-__all__ = ["SCALES", "benchmark_label_efficiency_hippocampus", "format_report"]
+__all__ = ["SCALES", "benchmark_label_efficiency_hippocampus", "format_report", "label_efficiency_study"]
 
 ARMS = ("pretrained", "random")
 SCALES = {
@@ -215,6 +215,37 @@ class _Study:
         return {**result, "pretrain_epochs": pretraining["epochs"], "pretrain_crops": crops}
 
 
+def label_efficiency_study(
+    data_dir: str | None = None,
+    scale: str = "cpu",
+    network: dict | None = None,
+    pretraining: dict | None = None,
+    pretrain_epochs: int | tuple[int, ...] | None = None,
+    extra_unlabeled: list[str] | None = None,
+    work_dir: str = "runs/label_efficiency_hippocampus",
+    iterations: int | None = None,
+) -> tuple[_Study, tuple[int, ...]]:
+    """The cached units of a label-efficiency run with these settings, and its pretraining budgets: what other
+    reads of the same pretrainings (``bench probe``) share with it."""
+    settings = {**SCALES[scale], "network": {**SCALES[scale]["network"], **(network or {})}}
+    source = shared_dataset("msd_hippocampus", data_dir)
+    if not (source / "dataset.json").is_file():
+        raise FileNotFoundError(f"no MSD dataset.json in {source}")
+    if "epochs" in (pretraining or {}):
+        raise ValueError("the pretraining budget is pretrain_epochs, not pretraining's epochs.")
+    budgets = tuple(int(e) for e in np.atleast_1d(pretrain_epochs or settings["pretrain"]["epochs"]))
+    pretrain = {**settings["pretrain"], **(pretraining or {}), "epochs": budgets[0]}
+    study = _Study(
+        source,
+        Path(work_dir),
+        settings,
+        int(iterations or settings["iterations"]),
+        pretrain,
+        list(extra_unlabeled or []),
+    )
+    return study, budgets
+
+
 def benchmark_label_efficiency_hippocampus(
     data_dir: str | None = None,
     fractions: tuple[float, ...] = (0.05, 0.1, 0.3, 1.0),
@@ -259,18 +290,10 @@ def benchmark_label_efficiency_hippocampus(
         work_dir: cache of every unit; a second call with the same settings resumes.
     """
     check_tune_fold(tune_fold, folds)
-    settings = {**SCALES[scale], "network": {**SCALES[scale]["network"], **(network or {})}}
-    source = shared_dataset("msd_hippocampus", data_dir)
-    if not (source / "dataset.json").is_file():
-        raise FileNotFoundError(f"no MSD dataset.json in {source}")
-    work = Path(work_dir)
-    if "epochs" in (pretraining or {}):
-        raise ValueError("the pretraining budget is pretrain_epochs, not pretraining's epochs.")
-    budgets = tuple(int(e) for e in np.atleast_1d(pretrain_epochs or settings["pretrain"]["epochs"]))
-    pretrain = {**settings["pretrain"], **(pretraining or {}), "epochs": budgets[0]}
-    study = _Study(
-        source, work, settings, int(iterations or settings["iterations"]), pretrain, list(extra_unlabeled or [])
+    study, budgets = label_efficiency_study(
+        data_dir, scale, network, pretraining, pretrain_epochs, extra_unlabeled, work_dir, iterations
     )
+    settings, source, pretrain = study.scale, study.source, study.pretrain_settings
     grid = tuple(float(lr) for lr in (learning_rates or settings["learning_rates"]))
     started = time.time()
 
