@@ -3,6 +3,9 @@ noise, and the table of paired differences."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -74,3 +77,50 @@ def test_real_cases_are_prepared_as_the_bundle_infers_and_give_one_feature_vecto
     encoder = XLSTMEncoder(img_size=(48, 64, 48), embed_dim=24, depth=1, num_heads=2)
     features = mean_token_features(encoder, images)
     assert features.shape == (2, 24) and not torch.allclose(features[0], features[1])
+
+
+def test_the_finetuning_read_trains_brain_cls_from_the_pretraining_and_from_random(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from xlstm_monai.bench import hippocampus_runs
+    from xlstm_monai.bench.probe_hippocampus import finetune_classifier, volume_class_datalist
+
+    calls = []
+
+    def fake_workflow(bundle, configs, workflow_type, **overrides):
+        calls.append((bundle, configs, overrides))
+        if "evaluate.yaml" in configs:  # MONAI's MetricsSaver: one "name,value" line per metric
+            out = Path(overrides["bundle_root"]) / "eval"
+            out.mkdir(parents=True)
+            (out / "metrics.csv").write_text("val_auc,0.75\nval_accuracy,0.7\nval_balanced_accuracy,0.65\n")
+
+    monkeypatch.setattr(hippocampus_runs, "run_workflow", fake_workflow)
+    cases = [{"image": f"./imagesTr/h_{i}.nii.gz", "fold": i % 5} for i in range(10)]
+    study = SimpleNamespace(
+        folds={"training": cases},
+        work=tmp_path,
+        source=tmp_path,
+        scale={"network": {"embed_dim": 96, "depth": 4, "num_heads": 2, "feature_size": 8}},
+        pretrain_settings={"epochs": 8},
+        extra_unlabeled=[],
+        pretrained=lambda fold: tmp_path / f"pretrain_fold{fold}.pt",
+    )
+    volumes = np.arange(10, dtype=float)  # fold 0's training cases are 1-4 and 6-9: median 5, not 4.5
+    datalist = volume_class_datalist(study, volumes, fold=0)
+    labels = [c["label"] for c in json.loads(datalist.read_text())["training"]]
+    assert labels == [0] * 6 + [1] * 4
+
+    pretrained = finetune_classifier(study, datalist, 0, "pretrained", 0, 10, 1e-3, 0.1)
+    random = finetune_classifier(study, datalist, 0, "random", 0, 10, 1e-3, 0.1)
+    trained = {c[2]["pretrained_checkpoint"]: c[2] for c in calls if c[0] == "brain_cls" and c[1] == ["train.yaml"]}
+    assert set(trained) == {str(tmp_path / "pretrain_fold0.pt"), ""}
+    for overrides in trained.values():
+        assert overrides["field_of_view"] == [48, 64, 48] and overrides["classes"] == ["small", "large"]
+        assert overrides["network_def#embed_dim"] == 96 and "network_def#feature_size" not in overrides
+    assert (
+        trained[""]["pretrained_lr_scale"] == 1.0
+        and trained[str(tmp_path / "pretrain_fold0.pt")]["pretrained_lr_scale"] == 0.1
+    )
+    assert pretrained["auc"] == 0.75 and pretrained["balanced_accuracy"] == 0.65 and pretrained["arm"] == "pretrained"
+    assert random["read"] == "finetune" and random["labeled_cases"] == 8
+    assert finetune_classifier(study, datalist, 0, "random", 0, 10, 1e-3, 0.1) == random  # read back from its cache

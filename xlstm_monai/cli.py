@@ -188,12 +188,17 @@ class Bench:
         pretrain_epochs: int | None = None,
         extra_unlabeled=None,
         released: bool = False,
+        finetune: bool = False,
+        iterations: int = 300,
+        learning_rate: float = 1e-3,
+        pretrained_lr_scale: float = 0.1,
         work_dir: str = "runs/label_efficiency_hippocampus",
         output: str = "runs/probe_hippocampus.json",
     ) -> None:
         """A linear probe on the frozen encoders of `bench label-efficiency --task hippocampus` (same options, same
         work_dir: its cached pretrainings) against random ones: is a case's hippocampus larger than the median?
-        --released also probes the shipped foundation checkpoint."""
+        --released also probes the shipped foundation checkpoint; --finetune also fine-tunes brain_cls on the question
+        from each pretraining and from random initialisation (--iterations, --learning_rate, --pretrained_lr_scale)."""
         from xlstm_monai.bench.probe_hippocampus import benchmark_probe_hippocampus
 
         benchmark_probe_hippocampus(
@@ -206,6 +211,10 @@ class Bench:
             pretrain_epochs=pretrain_epochs,
             extra_unlabeled=_strs(extra_unlabeled),
             released=released,
+            finetune=finetune,
+            iterations=int(iterations),
+            learning_rate=float(learning_rate),
+            pretrained_lr_scale=float(pretrained_lr_scale),
             work_dir=work_dir,
             output=output,
         )

@@ -1,9 +1,9 @@
 """
-One cached unit of the hippocampus benchmarks: train brain_hippocampus through its own train.yaml for a fixed
-number of optimiser steps, evaluate the final weights with its evaluate.yaml on the fold's validation cases, and keep
-the figures (not the weights) in ``result.json``. A finished unit is read back; an interrupted one continues from its
-last epoch (the bundle's resume), or starts again when it had not finished one. A unit that another process is
-running raises instead of being started again over it.
+One cached unit of the hippocampus benchmarks: train brain_hippocampus (or brain_cls, for a classification read of
+the same cases) through its own train.yaml for a fixed number of optimiser steps, evaluate the final weights with its
+evaluate.yaml on the fold's validation cases, and keep the figures (not the weights) in ``result.json``. A finished
+unit is read back; an interrupted one continues from its last epoch (the bundle's resume), or starts again when it
+had not finished one. A unit that another process is running raises instead of being started again over it.
 """
 
 from __future__ import annotations
@@ -74,13 +74,18 @@ def training_minutes(root: Path) -> tuple[float | None, int]:
     return sum(s["end"] - s["start"] for s in sittings) / 60, len(sittings)
 
 
-def _bundle_version() -> str:
-    return json.loads((bundle_path("brain_hippocampus") / "configs" / "metadata.json").read_text())["version"]
+def _bundle_version(bundle: str = "brain_hippocampus") -> str:
+    return json.loads((bundle_path(bundle) / "configs" / "metadata.json").read_text())["version"]
 
 
-def _evaluate(configs: tuple[str, ...], common: dict) -> dict:
-    """Score ``bundle_root``'s models/model.pt with evaluate.yaml over ``configs``: mean and per-structure figures."""
-    run_workflow("brain_hippocampus", [*configs, "evaluate.yaml"], "train", **common)
+def _evaluate(configs: tuple[str, ...], common: dict, bundle: str = "brain_hippocampus") -> dict:
+    """Score ``bundle_root``'s models/model.pt with evaluate.yaml over ``configs``: mean and per-structure figures,
+    or for brain_cls the ROC AUC, accuracy and balanced accuracy."""
+    run_workflow(bundle, [*configs, "evaluate.yaml"], "train", **common)
+    if bundle == "brain_cls":
+        rows = (Path(common["bundle_root"]) / "eval" / "metrics.csv").read_text().splitlines()
+        metrics = {k: float(v) for k, v in (row.split(",", 1) for row in rows if row)}
+        return {k: metrics[f"val_{k}"] for k in ("auc", "accuracy", "balanced_accuracy")}
     metrics = read_structure_metrics(Path(common["bundle_root"]) / "eval")
     return {
         "dice": float(np.mean([m["val_mean_dice"] for m in metrics.values()])),
@@ -140,6 +145,7 @@ def train_and_evaluate(
     record: dict | None = None,
     configs: tuple[str, ...] = ("train.yaml",),
     keep_model: Path | None = None,
+    bundle: str = "brain_hippocampus",
 ) -> dict:
     """
     Train for ``iterations`` steps (whole epochs over the fold's labeled training cases, rounded up), with warm-up
@@ -148,6 +154,7 @@ def train_and_evaluate(
     steps taken and minutes of training. ``configs``: brain_hippocampus's training configs (an overlay such as
     fine_tune.yaml after train.yaml); evaluation adds evaluate.yaml to them. ``keep_model``: where to keep the final
     network (``models/model.pt``) before the unit's weights are cleared; by default no weights are kept.
+    ``bundle``: brain_hippocampus, or brain_cls (then the figures are its ROC AUC and accuracies).
     """
     result_file = root / "result.json"
     if result_file.is_file():
@@ -175,7 +182,7 @@ def train_and_evaluate(
         if not trained:
             start_sitting(root)
             run_workflow(
-                "brain_hippocampus",
+                bundle,
                 list(configs),
                 "train",
                 epochs=epochs,
@@ -187,7 +194,7 @@ def train_and_evaluate(
         minutes, sittings = training_minutes(root)
         result = {
             **(record or {}),
-            "bundle_version": _bundle_version(),  # the defaults that the overrides were applied to
+            "bundle_version": _bundle_version(bundle),  # the defaults that the overrides were applied to
             "fold": fold,
             "seed": seed,
             "learning_rate": learning_rate,
@@ -195,7 +202,7 @@ def train_and_evaluate(
             "iterations": epochs * batches,
             "train_minutes": minutes,
             **({"sittings": sittings} if sittings > 1 else {}),
-            **_evaluate(configs, common),
+            **_evaluate(configs, common, bundle),
         }
         if keep_model is not None:
             shutil.copyfile(root / "models" / "model.pt", keep_model)

@@ -12,22 +12,31 @@ cases and is scored on the fold's 40 by ROC AUC and balanced accuracy. Encoders:
   ``work_dir``), which never saw the fold's images;
 - "random": random initialisations of the same encoder (``seeds``);
 - "released" (``--released``): the foundation checkpoint pretrain_ssl ships, which saw every image (never a label).
+
+With ``finetune``, the same question is also answered by fine-tuning: brain_cls (its train.yaml and evaluate.yaml,
+the encoder of the benchmark's network, 1 mm and a 48 x 64 x 48 window as brain_hippocampus) trains from the fold's
+pretraining and from random initialisation, paired by seed, for the same steps, validated once at the end on the
+fold (no checkpoint is picked on it). Each run is a cached unit under ``work_dir/probe``.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from xlstm_monai.bench.hippocampus_runs import train_and_evaluate
 from xlstm_monai.bench.label_efficiency_hippocampus import label_efficiency_study
-from xlstm_monai.bench.study import command, mean_sd, paired_differences, write_report
+from xlstm_monai.bench.study import cache_key, command, mean_sd, paired_differences, write_report
 
 __all__ = ["benchmark_probe_hippocampus", "fit_logistic_probe", "format_report", "hippocampus_volumes"]
 
 PENALTIES = (1e-3, 1e-2, 1e-1, 1.0)  # L2 weight per sample of the logistic probe, chosen on the training folds
+CLASSES = ["small", "large"]  # class 1: a hippocampus larger than the training folds' median
 
 
 def hippocampus_volumes(cases: list[dict], source) -> np.ndarray:
@@ -114,6 +123,43 @@ def probe_fold(features: torch.Tensor, y: torch.Tensor, folds: np.ndarray, fold:
     return {"auc": _auc(scores, y[~train]), "balanced_accuracy": balanced, "penalty": penalty}
 
 
+def volume_class_datalist(study, volumes: np.ndarray, fold: int) -> Path:
+    """The cases with their class for brain_cls (fold entries, paths relative to the MSD folder), for ``fold``."""
+    folds = np.asarray([int(c["fold"]) for c in study.folds["training"]])
+    threshold = np.median(volumes[folds != fold])
+    path = study.work / "probe" / f"volume_class_fold{fold}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cases = [
+        {"image": c["image"], "label": int(v > threshold), "fold": int(c["fold"])}
+        for c, v in zip(study.folds["training"], volumes)
+    ]
+    path.write_text(json.dumps({"training": cases}, indent=1))
+    return path
+
+
+def finetune_classifier(
+    study, datalist: Path, fold: int, arm: str, seed: int, iterations: int, learning_rate: float, lr_scale: float
+) -> dict:
+    """One brain_cls run on the volume class from the fold's pretraining or random initialisation, cached."""
+    architecture = {k: v for k, v in study.scale["network"].items() if k != "feature_size"}
+    pretraining = study.pretrain_settings if arm == "pretrained" else None
+    key = cache_key(architecture, iterations, pretraining, study.extra_unlabeled)
+    scaled = f"_scale{lr_scale:g}" if arm == "pretrained" else ""
+    root = study.work / "probe" / f"finetune_{key}" / f"{arm}_fold{fold}_seed{seed}_lr{learning_rate:g}{scaled}"
+    overrides = {
+        **{f"network_def#{k}": v for k, v in architecture.items()},
+        "spacing": [1.0, 1.0, 1.0],
+        "field_of_view": [48, 64, 48],
+        "classes": CLASSES,
+        "pretrained_checkpoint": str(study.pretrained(fold)) if arm == "pretrained" else "",
+        "pretrained_lr_scale": lr_scale if arm == "pretrained" else 1.0,
+    }
+    record = {"read": "finetune", "arm": arm, "pretrained_lr_scale": overrides["pretrained_lr_scale"]}
+    return train_and_evaluate(
+        root, study.source, datalist, fold, iterations, 2, learning_rate, seed, overrides, record, bundle="brain_cls"
+    )
+
+
 def benchmark_probe_hippocampus(
     data_dir: str | None = None,
     folds: tuple[int, ...] = (0, 1, 2),
@@ -124,6 +170,10 @@ def benchmark_probe_hippocampus(
     pretrain_epochs: int | None = None,
     extra_unlabeled: list[str] | None = None,
     released: bool = False,
+    finetune: bool = False,
+    iterations: int = 300,
+    learning_rate: float = 1e-3,
+    pretrained_lr_scale: float = 0.1,
     work_dir: str = "runs/label_efficiency_hippocampus",
     output: str = "runs/probe_hippocampus.json",
 ) -> dict:
@@ -135,6 +185,9 @@ def benchmark_probe_hippocampus(
         folds: reported folds, each probed with its own pretraining.
         seeds: random initialisations of the "random" encoder.
         released: also probe the released foundation checkpoint (it saw every image, labels never).
+        finetune: also fine-tune brain_cls on the question, from the pretraining and from random initialisation
+            (one run per arm and seed, paired by seed), for ``iterations`` steps at ``learning_rate`` (the pretrained
+            layers at ``pretrained_lr_scale`` of it). These rates are set, not tuned.
     """
     from xlstm_monai.networks import XLSTMEncoder, foundation_checkpoint, load_pretrained_encoder
 
@@ -159,15 +212,22 @@ def benchmark_probe_hippocampus(
     arms = [("random", seed, None) for seed in seeds]
     if released:
         arms.append(("released", 0, foundation_checkpoint()))
-    with tqdm(total=len(folds) * (1 + len(arms)), desc="probe", unit="probe") as progress:
+    finetuning = [(arm, seed) for seed in seeds for arm in ("pretrained", "random")] if finetune else []
+    with tqdm(total=len(folds) * (1 + len(arms) + len(finetuning)), desc="probe", unit="run") as progress:
         for fold in folds:
             # the class: larger than the median of the training folds' volumes (about half the cases)
             y = torch.as_tensor(volumes > np.median(volumes[case_folds != fold]), dtype=torch.float64)
             for arm, seed, checkpoint in [("pretrained", 0, str(study.pretrained(fold))), *arms]:
                 features = mean_token_features(encoder(seed, checkpoint), images)
                 result = probe_fold(features, y, case_folds, fold)
-                runs.append({"arm": arm, "fold": fold, "seed": seed, **result})
+                runs.append({"read": "probe", "arm": arm, "fold": fold, "seed": seed, **result})
                 progress.set_postfix_str(f"fold {fold} {arm}: AUC {result['auc']:.3f}")
+                progress.update()
+            datalist = volume_class_datalist(study, volumes, fold) if finetuning else None
+            for arm, seed in finetuning:
+                lr_scale = pretrained_lr_scale
+                runs.append(finetune_classifier(study, datalist, fold, arm, seed, iterations, learning_rate, lr_scale))
+                progress.set_postfix_str(f"fold {fold} fine-tuned {arm}: AUC {runs[-1]['auc']:.3f}")
                 progress.update()
     report = {
         "task": "hippocampus volume above the training folds' median, linear probe on frozen mean tokens",
@@ -181,6 +241,10 @@ def benchmark_probe_hippocampus(
             pretrain_epochs=pretrain_epochs,
             extra_unlabeled=extra_unlabeled,
             released=released or None,
+            finetune=finetune or None,
+            iterations=iterations if finetune else None,
+            learning_rate=learning_rate if finetune else None,
+            pretrained_lr_scale=pretrained_lr_scale if finetune else None,
             work_dir=work_dir,
         ),
         "data": str(study.source),
@@ -193,8 +257,17 @@ def benchmark_probe_hippocampus(
 
 
 def format_report(report: dict) -> str:
-    """Per fold: the pretrained encoder's AUC, the random encoders' mean, and the paired difference."""
-    runs = report["runs"]
+    """For the probe, and the fine-tuning when it ran: per fold the pretrained start's AUC, the random starts' mean
+    and the paired difference."""
+    tables = []
+    for read in ("probe", "finetune"):
+        runs = [r for r in report["runs"] if r.get("read", "probe") == read]
+        if runs:
+            tables.append(f"{'linear probe' if read == 'probe' else 'fine-tuned (brain_cls)'}:\n" + _table(runs))
+    return "\n\n".join(tables)
+
+
+def _table(runs: list[dict]) -> str:
     folds = sorted({r["fold"] for r in runs})
     arms = [a for a in ("pretrained", "random", "released") if any(r["arm"] == a for r in runs)]
 
