@@ -382,6 +382,36 @@ class Commands:
         if check and changed:
             raise SystemExit(1)
 
+    def synthesize(
+        self,
+        out_dir: str,
+        num_images: int,
+        label_dir: str | None = None,
+        around: str = "hippocampus",
+        contrast: str = "t1",
+        with_labels: bool = False,
+        workers: int = 1,
+        seed: int = 0,
+    ) -> None:
+        """Write brain MRI synthesised from the SynthSeg label maps (default: synthseg_label_maps/label_maps under
+        $XLSTM_MONAI_DATA or ../shared/data): T1-like crops around a hippocampus, or anywhere in the head (--around
+        random), e.g. an --extra_unlabeled folder for pretraining. Resumes an interrupted write."""
+        from xlstm_monai.bench.datasets import shared_dataset
+        from xlstm_monai.data.synthesis import write_synthetic_images
+
+        source = label_dir or shared_dataset("synthseg_label_maps") / "label_maps"
+        files = write_synthetic_images(
+            source,
+            out_dir,
+            int(num_images),
+            with_labels,
+            workers=int(workers),
+            around=around,
+            contrast=contrast,
+            seed=seed,
+        )
+        print(f"wrote {len(files)} images to {out_dir} (settings in {out_dir}/corpus.json)")
+
     def datalist(self, source: str, output: str, **kwargs) -> None:
         """Write a MONAI datalist JSON (MM-WHS folder, MSD dataset.json, paired folders, images, CSV table)."""
         from xlstm_monai.data.datalist import build_datalist

@@ -63,3 +63,16 @@ def test_bad_settings_and_an_empty_folder_are_errors(tmp_path, label_maps):
         LabelMapSynthesizer(label_maps, contrast="t2")
     with pytest.raises(FileNotFoundError, match="no NIfTI label maps"):
         write_synthetic_images(tmp_path, tmp_path / "out", 1)
+
+
+def test_the_command_writes_a_corpus_that_pretraining_reads_as_unlabeled_mri(tmp_path, label_maps, capsys):
+    import json
+
+    from xlstm_monai.cli import Commands
+    from xlstm_monai.data.layouts import scan_images
+
+    Commands().synthesize(str(tmp_path / "synthetic"), 2, label_dir=str(label_maps[0].parent), around="random")
+    assert "wrote 2 images" in capsys.readouterr().out
+    assert json.loads((tmp_path / "synthetic" / "corpus.json").read_text())["around"] == "random"
+    images = scan_images(tmp_path / "synthetic", "MRI")  # what --extra_unlabeled reads
+    assert len(images) == 2 and {i["modality"] for i in images} == {"MRI"}
