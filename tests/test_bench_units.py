@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 HOLD_LOCK = """
 import sys, time
@@ -78,7 +79,9 @@ def _fake_label_efficiency(tmp_path, monkeypatch):
         workflow(bundle, configs, workflow_type, **overrides)
         if "export.yaml" in configs:
             (Path(overrides["bundle_root"]) / "models").mkdir(parents=True, exist_ok=True)
-            (Path(overrides["bundle_root"]) / "models" / "pretrained.pt").write_bytes(b"export")
+            weights = {"encoder.w": torch.zeros(1), "decoder.w": torch.zeros(1)}
+            export = {"state_dict": weights, "hyper_parameters": {"decoder": {"feature_size": 8}}}
+            torch.save(export, Path(overrides["bundle_root"]) / "models" / "pretrained.pt")
 
     monkeypatch.setattr(bench, "build_datalist", fake_datalist)
     monkeypatch.setattr(bench, "run_workflow", pretrain_workflow)
@@ -220,3 +223,31 @@ def test_a_pretraining_lever_gets_its_own_pretraining_and_reuses_the_random_runs
     assert '--pretraining \'{"sparse_restoration":true,"mask_ratio":0.75}\'' in report["command"]
     with pytest.raises(ValueError, match="budget is pretrain_epochs"):
         bench.benchmark_label_efficiency_hippocampus(**common, pretraining={"epochs": 3})
+
+
+def test_the_encoder_only_arm_starts_from_the_encoder_of_the_same_pretraining(tmp_path, monkeypatch):
+    from xlstm_monai.bench import label_efficiency_hippocampus as bench
+
+    source, calls = _fake_label_efficiency(tmp_path, monkeypatch)
+    report = bench.benchmark_label_efficiency_hippocampus(
+        data_dir=str(source),
+        fractions=(0.5,),
+        folds=(0,),
+        seeds=(0,),
+        recipe={"random": {"learning_rate": 0.01}, "pretrained": {"learning_rate": 0.03, "pretrained_lr_scale": 0.1}},
+        encoder_only=True,
+        work_dir=str(tmp_path / "work"),
+        output=str(tmp_path / "report.json"),
+    )
+    finetuning = {
+        Path(o["pretrained_checkpoint"]).name: o
+        for b, c, o in calls
+        if b == "brain_hippocampus" and c == ["train.yaml"]
+    }
+    assert set(finetuning) == {"pretrained.pt", "encoder_only.pt", ""}  # one pretraining, three starts
+    assert finetuning["encoder_only.pt"]["pretrained_lr_scale"] == 0.1  # the pretrained arm's recipe
+    stripped = torch.load(finetuning["encoder_only.pt"]["pretrained_checkpoint"], weights_only=True)
+    assert list(stripped["state_dict"]) == ["encoder.w"] and "decoder" not in stripped["hyper_parameters"]
+    assert sorted(r["arm"] for r in report["runs"]) == ["encoder_only", "pretrained", "random"]
+    assert "encoder only, 50% labels: 0.850 +- 0.000; minus random +0.0" in bench.format_report(report)
+    assert "--encoder_only True" in report["command"]

@@ -144,7 +144,8 @@ class Bench:
         the pretraining budget axis), learning_rates, tune_fold, tune_fraction, recipe (JSON: each arm's learning rate
         chosen beforehand; skips the grid), network (JSON: XLSTMUNet settings over the scale's, e.g.
         '{"token_mixer": "none"}' for the ablation), pretraining (JSON: pretrain_ssl settings over the scale's, a lever
-        against the same random runs, e.g. '{"sparse_restoration": true, "mask_ratio": 0.75}'), work_dir.
+        against the same random runs, e.g. '{"sparse_restoration": true, "mask_ratio": 0.75}'), encoder_only (a third
+        arm: the pretrained encoder with a random decoder), work_dir.
         heart_phantoms options: num_cases, pretrain_epochs, finetune_iterations.
         """
         if task == "hippocampus":

@@ -261,6 +261,7 @@ def benchmark_label_efficiency_hippocampus(
     recipe: dict | None = None,
     network: dict | None = None,
     pretraining: dict | None = None,
+    encoder_only: bool = False,
     extra_unlabeled: list[str] | None = None,
     work_dir: str = "runs/label_efficiency_hippocampus",
     output: str = "runs/label_efficiency_hippocampus.json",
@@ -286,6 +287,8 @@ def benchmark_label_efficiency_hippocampus(
             ``{"token_mixer": "none"}``: does pretraining pay as much without the mLSTM blocks?
         pretraining: pretrain_ssl settings over the scale's, a pretraining lever judged against the same random runs
             (their cache does not depend on it), e.g. ``{"sparse_restoration": true, "mask_ratio": 0.75}``.
+        encoder_only: a third arm at the first budget, wherever the others run: the pretrained encoder alone, the
+            U-Net decoder from random initialisation, with the pretrained arm's recipe.
         extra_unlabeled: further folders of unlabeled T1 MRI for pretraining (e.g. ../shared/data/ixi_t1/images).
         work_dir: cache of every unit; a second call with the same settings resumes.
     """
@@ -305,7 +308,7 @@ def benchmark_label_efficiency_hippocampus(
         for f in fractions
         for fold in folds
         for seed in seeds
-        for arm in (ARMS if budget == budgets[0] else ("pretrained",))
+        for arm in (ARMS + ("encoder_only",) * encoder_only if budget == budgets[0] else ("pretrained",))
     ]
     scales = tuple(float(v) for v in (pretrained_lr_scales or settings["pretrained_lr_scales"]))
     total = (0 if recipe else len(grid) * (1 + len(scales)) + 1) + len(main)
@@ -343,6 +346,7 @@ def benchmark_label_efficiency_hippocampus(
             levers = [
                 run(tune_fraction, "encoder_only", tune_fold, 0, best["learning_rate"], best["pretrained_lr_scale"])
             ]
+        chosen["encoder_only"] = chosen["pretrained"]
         runs = [
             run(f, arm, fold, seed, *chosen[arm].values(), budget=budget if arm != "random" else None)
             for f, arm, fold, seed, budget in main
@@ -366,6 +370,7 @@ def benchmark_label_efficiency_hippocampus(
             recipe=recipe or None,
             network=network or None,
             pretraining=pretraining or None,
+            encoder_only=encoder_only or None,
             extra_unlabeled=extra_unlabeled,
         ),
         "data": str(source),
@@ -512,6 +517,21 @@ def format_report(report: dict) -> str:
                 f"{mean_sd(arm['pretrained'])} | {mean_sd(values, digits=1, signed=True)} | "
                 f"{sum(g > 0 for g in fold_gain)}/{len(measured)} |"
             )
+    for fraction in sorted({r["label_fraction"] for r in runs if r["arm"] == "encoder_only"}):
+        mine = {
+            arm: {
+                (r["fold"], r["seed"]): r["dice"] for r in runs if r["label_fraction"] == fraction and r["arm"] == arm
+            }
+            for arm in ("encoder_only", "random", "pretrained")
+        }
+        against = {
+            a: list(paired_differences(mine["encoder_only"], mine[a]).values()) for a in ("random", "pretrained")
+        }
+        lines.append(
+            f"encoder only, {fraction:.0%} labels: {mean_sd(list(mine['encoder_only'].values()))}; "
+            f"minus random {mean_sd(against['random'], digits=1, signed=True)}, "
+            f"minus pretrained {mean_sd(against['pretrained'], digits=1, signed=True)} (points, paired by fold, seed)"
+        )
     choice = report.get("learning_rate_choice", {})
     for lever in report.get("levers", []):
         scale = lever.get("pretrained_lr_scale", 1.0)
