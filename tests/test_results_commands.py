@@ -33,6 +33,7 @@ BENCHMARKS = {
     "xlstm_monai.bench.sunnybrook": "benchmark_sunnybrook",
     "xlstm_monai.bench.label_efficiency_phantoms": "benchmark_label_efficiency",
     "xlstm_monai.bench.label_efficiency_hippocampus": "benchmark_label_efficiency_hippocampus",
+    "xlstm_monai.bench.probe_hippocampus": "benchmark_probe_hippocampus",
     "xlstm_monai.bench.hippocampus": "benchmark_hippocampus",
     "xlstm_monai.bench.profile": "benchmark_profile",
     "xlstm_monai.bench.corpus": "benchmark_corpus",
