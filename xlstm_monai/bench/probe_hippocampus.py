@@ -123,6 +123,11 @@ def probe_fold(features: torch.Tensor, y: torch.Tensor, folds: np.ndarray, fold:
     return {"auc": _auc(scores, y[~train]), "balanced_accuracy": balanced, "penalty": penalty}
 
 
+def encoder_settings(study) -> dict:
+    """The benchmark network's settings that its encoder takes (all but the U-Net decoder's width)."""
+    return {k: v for k, v in study.scale["network"].items() if k != "feature_size"}
+
+
 def volume_class_datalist(study, volumes: np.ndarray, fold: int) -> Path:
     """The cases with their class for brain_cls (fold entries, paths relative to the MSD folder), for ``fold``."""
     folds = np.asarray([int(c["fold"]) for c in study.folds["training"]])
@@ -141,7 +146,7 @@ def finetune_classifier(
     study, datalist: Path, fold: int, arm: str, seed: int, iterations: int, learning_rate: float, lr_scale: float
 ) -> dict:
     """One brain_cls run on the volume class from the fold's pretraining or random initialisation, cached."""
-    architecture = {k: v for k, v in study.scale["network"].items() if k != "feature_size"}
+    architecture = encoder_settings(study)
     pretraining = study.pretrain_settings if arm == "pretrained" else None
     key = cache_key(architecture, iterations, pretraining, study.extra_unlabeled)
     scaled = f"_scale{lr_scale:g}" if arm == "pretrained" else ""
@@ -199,7 +204,7 @@ def benchmark_probe_hippocampus(
     case_folds = np.asarray([int(c["fold"]) for c in cases])
     volumes = hippocampus_volumes(cases, study.source)
     images = preprocessed_images(cases, study.source)
-    architecture = {k: v for k, v in study.scale["network"].items() if k != "feature_size"}
+    architecture = encoder_settings(study)
 
     def encoder(seed: int, checkpoint: str | None = None) -> XLSTMEncoder:
         torch.manual_seed(seed)
